@@ -1,0 +1,76 @@
+"""dsm-lightning: self-supervised video representation learning that uses motion, not scene.
+
+Implements DSM (Wang et al., AAAI 2021, "Decoupling the Scene and the Motion") on PyTorch
+Lightning. Public names are imported lazily so that ``import dsm_lightning`` stays fast and
+makes no network call; touching ``dsm_lightning.DSMLightningModule`` imports Lightning.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    "DSMLightningModule": "dsm_lightning.modules.pretrain",
+    "FinetuneModule": "dsm_lightning.modules.finetune",
+    "RetrievalModule": "dsm_lightning.modules.retrieval",
+    "VideoDataModule": "dsm_lightning.data.datamodule",
+    "TripletBuilder": "dsm_lightning.disturb.triplet",
+    "create_backbone": "dsm_lightning.models.registry",
+    "register_backbone": "dsm_lightning.models.registry",
+    "list_backbones": "dsm_lightning.models.registry",
+    "ProjectionHead": "dsm_lightning.models.heads",
+    "KeyQueue": "dsm_lightning.queue",
+    "load_encoder": "dsm_lightning.models.encoder_io",
+    "save_encoder": "dsm_lightning.models.encoder_io",
+    "EncoderLoadError": "dsm_lightning.models.encoder_io",
+    "KNNMonitor": "dsm_lightning.callbacks.knn",
+}
+
+__all__ = [
+    "DSMLightningModule",
+    "EncoderLoadError",
+    "FinetuneModule",
+    "KNNMonitor",
+    "KeyQueue",
+    "ProjectionHead",
+    "RetrievalModule",
+    "TripletBuilder",
+    "VideoDataModule",
+    "__version__",
+    "create_backbone",
+    "list_backbones",
+    "load_encoder",
+    "register_backbone",
+    "save_encoder",
+]
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from dsm_lightning.callbacks.knn import KNNMonitor
+    from dsm_lightning.data.datamodule import VideoDataModule
+    from dsm_lightning.disturb.triplet import TripletBuilder
+    from dsm_lightning.models.encoder_io import EncoderLoadError, load_encoder, save_encoder
+    from dsm_lightning.models.heads import ProjectionHead
+    from dsm_lightning.models.registry import create_backbone, list_backbones, register_backbone
+    from dsm_lightning.modules.finetune import FinetuneModule
+    from dsm_lightning.modules.pretrain import DSMLightningModule
+    from dsm_lightning.modules.retrieval import RetrievalModule
+    from dsm_lightning.queue import KeyQueue
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name on first use (PEP 562)."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dsm_lightning' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    """List the public names (for tab completion)."""
+    return __all__

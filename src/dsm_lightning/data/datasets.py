@@ -1,0 +1,296 @@
+"""Map-style video datasets: pretraining pairs, labelled clips, multi-view clips.
+
+Items follow the batch contract of docs/architecture.md: uint8 ``video`` (C, T, H, W)
+(multi-view: (V, C, T, H, W)), ``video_shift`` for pretraining, int64 ``label`` and
+``index``. Randomness of item ``i`` in epoch ``e`` comes from a generator seeded with
+``(seed, e, i)``, so an item is identical whichever worker or process loads it. The epoch
+reaches workers through the index itself: ``EpochSampler`` yields ``(index, epoch)`` pairs
+(persistent workers never see attribute changes made in the main process).
+
+Bad videos (unreadable, truncated, too short, not a video) are skipped: the worker warns
+with the file name, marks the video in a shared-memory table and returns the next readable
+video instead (deterministic), so a batch never fails because of one file. The owner reads
+the table for the end-of-epoch summary (``take_skip_report``). ``on_error="raise"`` makes
+the first bad file fatal.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, DistributedSampler, get_worker_info
+
+from dsm_lightning.data.sampling import (
+    ClipSample,
+    PairClipSampler,
+    RandomClipSampler,
+    UniformClipSampler,
+)
+from dsm_lightning.data.sources import VideoRecord
+from dsm_lightning.data.video_io import VideoDecodeError, VideoReader
+
+log = logging.getLogger(__name__)
+
+ON_ERROR = ("skip", "raise")
+# How many following videos a skipped item may try before giving up.
+_MAX_SUBSTITUTES = 64
+
+
+class VideoSkippedWarning(UserWarning):
+    """A video could not be used and was replaced by another one."""
+
+
+def item_generator(seed: int, epoch: int, index: int) -> torch.Generator:
+    """Generator seeded from ``(seed, epoch, index)`` (independent streams per item).
+
+    Args:
+        seed: Global seed.
+        epoch: Epoch number.
+        index: Item index.
+
+    Returns:
+        A seeded CPU ``torch.Generator``.
+    """
+    state = np.random.SeedSequence([seed, epoch, index]).generate_state(2, dtype=np.uint32)
+    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
+class EpochSampler(DistributedSampler):
+    """``DistributedSampler`` that yields ``(index, epoch)`` so workers know the epoch.
+
+    Lightning calls ``set_epoch`` on it every epoch and leaves it in place under DDP
+    (it already is a ``DistributedSampler``). With ``num_replicas=1`` it is a seeded
+    shuffling (or sequential) sampler.
+
+    Args:
+        dataset: The dataset.
+        num_replicas: Number of processes.
+        rank: This process's rank.
+        shuffle: Shuffle with ``seed + epoch``.
+        seed: Shuffling seed.
+        drop_last: Drop the tail instead of padding shards to equal length.
+    """
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:  # type: ignore[override]
+        epoch = self.epoch
+        return ((int(i), epoch) for i in super().__iter__())
+
+
+class VideoDataset(Dataset):
+    """Base class: decoding, cropping, per-item randomness and the bad-input policy.
+
+    Args:
+        records: Videos of the split.
+        num_frames: Frames per clip (T).
+        stride: Frame stride.
+        frame_size: Short-side resize and square crop size (H = W).
+        short_video: ``"loop"`` or ``"pad"`` (see ``sampling``).
+        random_crop: Random square crop position per item (training) instead of centre.
+        seed: Seed of the per-item generators.
+        on_error: ``"skip"`` (warn, count, substitute) or ``"raise"``.
+        split: Split name used in messages.
+
+    Raises:
+        ValueError: Invalid argument.
+    """
+
+    def __init__(
+        self,
+        records: Sequence[VideoRecord],
+        num_frames: int = 16,
+        stride: int = 4,
+        frame_size: int = 128,
+        short_video: str = "loop",
+        random_crop: bool = False,
+        seed: int = 0,
+        on_error: str = "skip",
+        split: str = "train",
+    ) -> None:
+        if on_error not in ON_ERROR:
+            raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
+        if frame_size < 1:
+            raise ValueError(f"frame_size must be >= 1, got {frame_size}")
+        self.records = list(records)
+        self.num_frames, self.stride, self.frame_size = num_frames, stride, frame_size
+        self.short_video, self.random_crop = short_video, random_crop
+        self.seed, self.on_error, self.split = seed, on_error, split
+        self.epoch = 0
+        # Per-video failure counts, in shared memory so worker processes report back.
+        self.failures = torch.zeros(len(self.records), dtype=torch.int32).share_memory_()
+        self._reported = torch.zeros_like(self.failures)
+        self._frame_counts: dict[int, int] = {}
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Epoch used for plain integer indices (``EpochSampler`` passes it explicitly)."""
+        self.epoch = epoch
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        index, epoch = key if isinstance(key, tuple) else (key, self.epoch)
+        index = int(index)
+        if not 0 <= index < len(self.records):
+            raise IndexError(f"index {index} out of range for {len(self.records)} videos")
+        n = len(self.records)
+        for offset in range(min(n, _MAX_SUBSTITUTES)):
+            candidate = (index + offset) % n
+            if offset and self.failures[candidate] > 0:
+                continue  # already known to be bad
+            try:
+                return self._load(candidate, item_generator(self.seed, epoch, candidate))
+            except VideoDecodeError as err:
+                self._mark_bad(index if offset == 0 else candidate, err)
+        raise RuntimeError(
+            f"{self.split}: no readable video among the {min(n, _MAX_SUBSTITUTES)} videos "
+            f"from index {index}; see the warnings above"
+        )
+
+    def _mark_bad(self, index: int, err: Exception) -> None:
+        if self.on_error == "raise":
+            raise err
+        first = int(self.failures[index]) == 0
+        self.failures[index] += 1
+        if first:
+            message = f"skipping video {self.records[index].path} ({self.split}): {err}"
+            warnings.warn(message, VideoSkippedWarning, stacklevel=2)
+            log.warning(message)
+
+    def take_skip_report(self) -> dict[str, int]:
+        """Skips since the previous call: ``{path: times}`` (main process; resets the delta)."""
+        now = self.failures.clone()
+        delta = now - self._reported
+        self._reported = now
+        return {self.records[i].path: int(delta[i]) for i in torch.nonzero(delta).flatten().tolist()}
+
+    @property
+    def bad_videos(self) -> list[str]:
+        """Paths of every video that failed so far."""
+        return [self.records[i].path for i in torch.nonzero(self.failures).flatten().tolist()]
+
+    # -- decoding -------------------------------------------------------------------------
+
+    def _open(self, index: int) -> tuple[VideoReader, int, int]:
+        """Open a video; returns (reader, first frame of the segment, segment length)."""
+        record = self.records[index]
+        threads = 1 if get_worker_info() is not None else 0
+        reader = VideoReader(record.path, threads=threads)
+        total = reader.info.num_frames
+        first, length = 0, total
+        if record.start_sec is not None and record.end_sec is not None:
+            fps = reader.info.fps
+            first = min(total - 1, max(0, int(math.floor(record.start_sec * fps))))
+            last = min(total, int(math.ceil(record.end_sec * fps)))
+            length = max(1, last - first)
+        return reader, first, length
+
+    def _crop_offset(self, generator: torch.Generator) -> tuple[float, float]:
+        if not self.random_crop:
+            return 0.5, 0.5
+        x, y = torch.rand(2, generator=generator).tolist()
+        return x, y
+
+    def _decode(
+        self, index: int, clips: Sequence[ClipSample], reader: VideoReader, first: int,
+        crop: tuple[float, float],
+    ) -> list[torch.Tensor]:
+        """Decode clips of one video into uint8 (C, T, H, W) tensors."""
+        wanted = [first + i for clip in clips for i in clip.frame_indices]
+        frames = reader.read_frames(wanted, self.frame_size, crop)
+        out = []
+        for clip in clips:
+            array = np.stack([frames[first + i] for i in clip.frame_indices])  # (T, H, W, C)
+            out.append(torch.from_numpy(array).permute(3, 0, 1, 2).contiguous())
+        return out
+
+    def _load(self, index: int, generator: torch.Generator) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _item(self, index: int, **videos: torch.Tensor) -> dict[str, Any]:
+        record = self.records[index]
+        label = torch.tensor(record.label, dtype=torch.int64)
+        return {**videos, "label": label, "index": torch.tensor(index, dtype=torch.int64)}
+
+
+class PretrainClipDataset(VideoDataset):
+    """Pretraining items: anchor ``video`` and ``video_shift`` (start >= ``min_gap`` apart).
+
+    Both clips share the crop position, so they differ only in time (the temporal-shift
+    negative of method.md). Too-short videos use ``PairClipSampler``'s documented fallback.
+
+    Args:
+        records: Videos of the split.
+        min_gap: Minimum start difference between the two clips, in frames.
+        **kwargs: ``VideoDataset`` arguments.
+    """
+
+    def __init__(self, records: Sequence[VideoRecord], min_gap: int = 2, **kwargs: Any) -> None:
+        kwargs.setdefault("random_crop", True)
+        super().__init__(records, **kwargs)
+        self.sampler = PairClipSampler(self.num_frames, self.stride, min_gap, self.short_video)
+
+    def _load(self, index: int, generator: torch.Generator) -> dict[str, Any]:
+        reader, first, length = self._open(index)
+        with reader:
+            pair = self.sampler(length, generator)
+            anchor, shift = self._decode(
+                index, (pair.anchor, pair.shift), reader, first, self._crop_offset(generator)
+            )
+        return self._item(index, video=anchor, video_shift=shift)
+
+
+class LabelledClipDataset(VideoDataset):
+    """Labelled single clips: random clip and crop (``random_clip=True``) or the centre clip.
+
+    Args:
+        records: Videos of the split.
+        random_clip: Random temporal position and crop (training) instead of centre ones.
+        **kwargs: ``VideoDataset`` arguments.
+    """
+
+    def __init__(
+        self, records: Sequence[VideoRecord], random_clip: bool = False, **kwargs: Any
+    ) -> None:
+        kwargs.setdefault("random_crop", random_clip)
+        super().__init__(records, **kwargs)
+        self.random_clip = random_clip
+        if random_clip:
+            self.sampler = RandomClipSampler(self.num_frames, self.stride, self.short_video)
+        else:
+            self.sampler = UniformClipSampler(self.num_frames, self.stride, 1, self.short_video)
+
+    def _load(self, index: int, generator: torch.Generator) -> dict[str, Any]:
+        reader, first, length = self._open(index)
+        with reader:
+            sample = self.sampler(length, generator)
+            clip = sample if isinstance(sample, ClipSample) else sample.clips[0]
+            (video,) = self._decode(index, (clip,), reader, first, self._crop_offset(generator))
+        return self._item(index, video=video)
+
+
+class MultiViewClipDataset(VideoDataset):
+    """Evaluation items: ``n_clips`` uniformly spaced windows, ``video`` (V, C, T, H, W).
+
+    Args:
+        records: Videos of the split.
+        n_clips: Number of temporal windows V.
+        **kwargs: ``VideoDataset`` arguments (crops are centred).
+    """
+
+    def __init__(self, records: Sequence[VideoRecord], n_clips: int = 10, **kwargs: Any) -> None:
+        super().__init__(records, **kwargs)
+        self.n_clips = n_clips
+        self.sampler = UniformClipSampler(self.num_frames, self.stride, n_clips, self.short_video)
+
+    def _load(self, index: int, generator: torch.Generator) -> dict[str, Any]:
+        reader, first, length = self._open(index)
+        with reader:
+            clips = self.sampler(length).clips
+            views = self._decode(index, clips, reader, first, self._crop_offset(generator))
+        return self._item(index, video=torch.stack(views))

@@ -1,0 +1,74 @@
+"""Device-side disturbances and the DSM triplet builder (plain tensor code, no Lightning).
+
+- ``simple``: batched simple augmentations (crop, flip, rotation, colour) and normalisation.
+- ``spatial``: Spatial Local Disturbance fields (thin-plate spline, point warps) and ``warp``.
+- ``temporal``: Temporal Local Disturbance frame re-orderings.
+- ``triplet``: ``TripletBuilder`` composing them.
+- ``visualize``: PNG grid / GIF of a triplet, image of a warp field.
+"""
+
+from dsm_lightning.disturb.simple import (
+    KINETICS_MEAN,
+    KINETICS_STD,
+    SimpleAugParams,
+    augment_clips,
+    denormalize,
+    normalize,
+    sample_simple_params,
+    spatial_crops,
+)
+from dsm_lightning.disturb.spatial import (
+    SPATIAL_KINDS,
+    sample_disturbance_field,
+    sample_point_field,
+    sample_tps_field,
+    warp,
+)
+from dsm_lightning.disturb.temporal import (
+    FRAME_KINDS,
+    NEGATIVE_KINDS,
+    insert_indices,
+    reorder_frames,
+    reverse_indices,
+    sample_frame_indices,
+    shuffle_indices,
+    static_indices,
+    swap_indices,
+)
+from dsm_lightning.disturb.triplet import TripletBuilder
+from dsm_lightning.disturb.visualize import (
+    field_image,
+    save_triplet_gif,
+    save_triplet_png,
+    triplet_grid,
+)
+
+__all__ = [
+    "FRAME_KINDS",
+    "KINETICS_MEAN",
+    "KINETICS_STD",
+    "NEGATIVE_KINDS",
+    "SPATIAL_KINDS",
+    "SimpleAugParams",
+    "TripletBuilder",
+    "augment_clips",
+    "denormalize",
+    "field_image",
+    "insert_indices",
+    "normalize",
+    "reorder_frames",
+    "reverse_indices",
+    "sample_disturbance_field",
+    "sample_frame_indices",
+    "sample_point_field",
+    "sample_simple_params",
+    "sample_tps_field",
+    "save_triplet_gif",
+    "save_triplet_png",
+    "shuffle_indices",
+    "spatial_crops",
+    "static_indices",
+    "swap_indices",
+    "triplet_grid",
+    "warp",
+]

@@ -1,0 +1,306 @@
+"""Datasets and VideoDataModule: items, determinism, sharding, bad input, synthetic source."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import warnings
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+from video_fixtures import copy_video, frame_ids, make_bad_files, make_known_video
+
+from dsm_lightning.data.datamodule import VideoDataModule
+from dsm_lightning.data.datasets import (
+    EpochSampler,
+    LabelledClipDataset,
+    MultiViewClipDataset,
+    PretrainClipDataset,
+    VideoSkippedWarning,
+)
+from dsm_lightning.data.sources import AnnotationError, VideoRecord
+from dsm_lightning.data.synthetic import generate_synthetic, synthetic_settings
+from dsm_lightning.disturb.triplet import TripletBuilder
+
+SMALL = dict(synthetic_classes=4, synthetic_videos=4, synthetic_eval_videos=2,
+             synthetic_frames=20, synthetic_size=32)
+CLIP = dict(num_frames=4, stride=2, frame_size=32, crop_size=28)
+
+
+@pytest.fixture(scope="module")
+def known_dir(tmp_path_factory):
+    """Folder-per-class tree of known-frame videos (30 frames) in several containers."""
+    root = tmp_path_factory.mktemp("known")
+    base = make_known_video(str(root / "_src" / "v.mp4"), 30)
+    other = make_known_video(str(root / "_src" / "v.webm"), 30, codec="libvpx")
+    for cls in ("a", "b"):
+        for i in range(3):
+            copy_video(base if i % 2 == 0 else other, str(root / "train" / cls / f"{i}.{'mp4' if i % 2 == 0 else 'webm'}"))
+        copy_video(base, str(root / "test" / cls / "t.mp4"))
+    return root
+
+
+@pytest.fixture(scope="module")
+def synth_dir(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("synth"))
+
+
+def records(root, n=4):
+    path = make_known_video(str(root / "k.mp4"), 30)
+    return [VideoRecord(path, i % 2, f"k{i}") for i in range(n)]
+
+
+# ----------------------------------------------------------------------------- datasets
+
+
+def test_pretrain_item_contract_and_temporal_shift(tmp_path):
+    ds = PretrainClipDataset(records(tmp_path), min_gap=3, num_frames=5, stride=3, frame_size=16)
+    for index in range(4):
+        item = ds[index]
+        assert set(item) == {"video", "video_shift", "label", "index"}
+        for key in ("video", "video_shift"):
+            clip = item[key]
+            assert clip.shape == (3, 5, 16, 16) and clip.dtype == torch.uint8
+            assert clip.is_contiguous()
+        a, b = frame_ids(item["video"]), frame_ids(item["video_shift"])
+        assert a == list(range(a[0], a[0] + 13, 3)) and b == list(range(b[0], b[0] + 13, 3))
+        assert abs(a[0] - b[0]) >= 3
+        assert item["label"].dtype == torch.int64 and int(item["index"]) == index
+
+
+@pytest.mark.parametrize("policy, expected", [("loop", [0, 2, 4, 1]), ("pad", [0, 2, 4, 4])])
+def test_short_video_policy(tmp_path, policy, expected):
+    path = make_known_video(str(tmp_path / "short.mkv"), 5)
+    ds = LabelledClipDataset([VideoRecord(path, 0, "s")], num_frames=4, stride=2, frame_size=16,
+                             short_video=policy)
+    assert frame_ids(ds[0]["video"]) == expected
+
+
+def test_multiview_windows_and_segment(tmp_path):
+    path = make_known_video(str(tmp_path / "k.avi"), 30, codec="mpeg4")
+    ds = MultiViewClipDataset([VideoRecord(path, 1, "k")], n_clips=3, num_frames=3, stride=2,
+                              frame_size=16)
+    video = ds[0]["video"]
+    assert video.shape == (3, 3, 3, 16, 16)
+    assert [frame_ids(v)[0] for v in video] == [4, 12, 21]  # max_start 25: round(25 * (2i + 1) / 6)
+    # an untrimmed video's labelled segment [0.4 s, 0.8 s) = frames 10..19 at 25 fps
+    seg = LabelledClipDataset([VideoRecord(path, 0, "k", 0.4, 0.8)], random_clip=True,
+                              num_frames=3, stride=2, frame_size=16)
+    for epoch in range(5):
+        ids = frame_ids(seg[(0, epoch)]["video"])
+        assert all(10 <= i < 20 for i in ids)
+
+
+def test_items_depend_on_seed_epoch_index_only(tmp_path):
+    ds = PretrainClipDataset(records(tmp_path, 8), num_frames=3, stride=2, frame_size=24)
+    ds_same = PretrainClipDataset(records(tmp_path, 8), num_frames=3, stride=2, frame_size=24)
+    for index in range(8):
+        first = ds[(index, 0)]
+        assert all(torch.equal(first[k], ds_same[(index, 0)][k]) for k in first)
+    starts = {tuple(frame_ids(ds[(3, e)]["video"])) for e in range(8)}
+    assert len(starts) > 2  # the epoch changes the clip
+
+
+def test_workers_and_shards_give_identical_items(tmp_path):
+    ds = PretrainClipDataset(records(tmp_path, 10), num_frames=3, stride=2, frame_size=16)
+
+    def collect(num_workers, replicas=1, rank=0, epoch=0):
+        sampler = EpochSampler(ds, num_replicas=replicas, rank=rank, shuffle=True, seed=3)
+        sampler.set_epoch(epoch)
+        loader = DataLoader(ds, batch_size=3, sampler=sampler, num_workers=num_workers)
+        return {int(i): v for b in loader for i, v in zip(b["index"], b["video_shift"])}
+
+    single = collect(0)
+    assert sorted(single) == list(range(10))
+    workers = collect(2)
+    assert all(torch.equal(single[i], workers[i]) for i in single)
+    shards = [collect(0, 2, r) for r in (0, 1)]
+    assert set(shards[0]).isdisjoint(shards[1]) and set(shards[0]) | set(shards[1]) == set(range(10))
+    assert all(torch.equal(single[i], s[i]) for s in shards for i in s)
+    other_epoch = collect(0, epoch=1)
+    assert any(not torch.equal(single[i], other_epoch[i]) for i in single)
+
+
+# ----------------------------------------------------------------------------- synthetic
+
+
+def test_synthetic_generation_is_fast_deterministic_and_cached(tmp_path):
+    settings = synthetic_settings(4, 4, 2, 16, 32, 0.75, seed=5)
+    start = time.perf_counter()
+    manifest = generate_synthetic(str(tmp_path / "a"), settings, workers=1, progress=False)
+    assert time.perf_counter() - start < 10  # ~1 s on an idle core
+    again = generate_synthetic(str(tmp_path / "b"), settings, workers=1, progress=False)
+    assert manifest["splits"] == again["splits"]
+    for split in ("train", "balanced_test_static"):
+        rel = manifest["splits"][split][0]["path"]
+        assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes()
+    mtime = os.path.getmtime(tmp_path / "a" / "manifest.json")
+    generate_synthetic(str(tmp_path / "a"), settings, workers=1, progress=False)
+    assert os.path.getmtime(tmp_path / "a" / "manifest.json") == mtime  # reused
+    with open(tmp_path / "a" / "manifest.json") as handle:
+        assert json.load(handle)["settings"] == settings
+
+
+def test_synthetic_split_design(synth_dir):
+    settings = synthetic_settings(4, 8, 4, 20, 32, 0.75, seed=0)
+    splits = generate_synthetic(synth_dir, settings, progress=False)["splits"]
+    own = [v["label"] == v["scene"] for v in splits["train"]]
+    assert sum(own) == 4 * 6  # round(0.75 * 8) per class on its own scene
+    assert not any(v["label"] == v["scene"] for v in splits["swapped_test"])
+    counts = np.zeros((4, 4), int)
+    for v in splits["balanced_train"]:
+        counts[v["label"], v["scene"]] += 1
+    assert (counts == 2).all()  # every class on every scene equally often
+    for name in ("test", "swapped_test", "balanced_test"):
+        plain, static = splits[name], splits[f"{name}_static"]
+        assert [(v["label"], v["scene"]) for v in plain] == [(v["label"], v["scene"]) for v in static]
+
+
+def test_synthetic_motion_visible_and_static_sets_frozen(synth_dir):
+    dm = VideoDataModule(cache_dir=synth_dir, synthetic_classes=4, synthetic_videos=8,
+                         synthetic_eval_videos=4, synthetic_frames=20, synthetic_size=32,
+                         bias=0.75, num_workers=0, batch_size=16, **CLIP)
+    assert dm.num_classes == 4 and dm.class_names[0] == "move_right"
+    moving = next(iter(dm.clip_dataloader("balanced_test")))["video"].float()
+    static = next(iter(dm.clip_dataloader("balanced_test_static")))["video"].float()
+    frame_change = (moving[:, :, 1:] - moving[:, :, :-1]).abs().mean(dim=(1, 2, 3, 4))
+    assert (frame_change > 1.0).all()  # every clip moves between sampled frames
+    assert (static[:, :, 1:] - static[:, :, :-1]).abs().max() <= 2  # codec noise only
+    # static clip = the middle frame of the moving video
+    full = dm.records("balanced_test")[0].path
+    assert os.path.basename(full) == "balanced_test_00000.mp4"
+
+
+def test_synthetic_translation_direction_is_recoverable(synth_dir):
+    """Motion defines the class: the sprite's displacement follows its class direction."""
+    dm = VideoDataModule(cache_dir=synth_dir, synthetic_classes=4, synthetic_videos=8,
+                         synthetic_eval_videos=4, synthetic_frames=20, synthetic_size=32,
+                         bias=0.75, num_workers=0, batch_size=32, num_frames=2, stride=1,
+                         frame_size=32, crop_size=28)
+    batch = next(iter(dm.clip_dataloader("swapped_test")))
+    video, labels = batch["video"].float(), batch["label"]
+    a, b = video[:, :, 0], video[:, :, 1]
+    shifts = {0: (0, 2), 1: (0, -2), 2: (-2, 0), 3: (2, 0)}  # (dy, dx) per class
+    correct = 0
+    for clip_a, clip_b, label in zip(a, b, labels):
+        errors = {c: (torch.roll(clip_a, s, dims=(1, 2)) - clip_b).abs().mean() for c, s in shifts.items()}
+        correct += int(min(errors, key=errors.get) == int(label))
+    assert correct >= 0.75 * len(labels)
+
+
+# ----------------------------------------------------------------------------- datamodule
+
+
+def test_datamodule_loaders_and_device_transforms(synth_dir):
+    dm = VideoDataModule(cache_dir=synth_dir, synthetic_classes=4, synthetic_videos=8,
+                         synthetic_eval_videos=4, synthetic_frames=20, synthetic_size=32,
+                         bias=0.75, num_workers=0, batch_size=4, n_clips=3, n_crops=2, **CLIP)
+    dm.prepare_data()
+    dm.setup("fit")
+    assert {"train", "val", "test", "balanced_train", "swapped_test_static"} <= set(dm.split_names)
+    train = next(iter(dm.train_dataloader()))
+    assert train["video"].shape == train["video_shift"].shape == (4, 3, 4, 32, 32)
+    dm.trainer = SimpleNamespace(training=True)
+    out = dm.on_after_batch_transfer(train, 0)
+    assert set(out) >= {"anchor", "positive", "negative", "label", "index"}
+    assert "video" not in out and out["anchor"].shape == (4, 3, 4, 28, 28)
+    assert out["anchor"].dtype == torch.float32
+    val = next(iter(dm.val_dataloader()))
+    dm.trainer = SimpleNamespace(training=False)
+    assert dm.on_after_batch_transfer(val, 0)["video"].shape == (4, 3, 4, 28, 28)
+    test = next(iter(dm.test_dataloader()))
+    assert test["video"].shape == (4, 3, 3, 4, 32, 32)
+    assert dm.on_after_batch_transfer(test, 0)["video"].shape == (4, 6, 3, 4, 28, 28)
+    dm.trainer = None  # no trainer attached: evaluation transform
+    assert dm.on_after_batch_transfer(val, 0)["video"].dtype == torch.float32
+    views = next(iter(dm.clip_dataloader("balanced_test", n_clips=2)))["video"]
+    assert views.shape == (4, 2, 3, 4, 32, 32)
+    assert isinstance(dm.augment, TripletBuilder) and dm.augment.crop_size == 28
+
+
+def test_classify_and_retrieval_tasks(known_dir):
+    dm = VideoDataModule(source="folder", root=str(known_dir / "train"),
+                         test_root=str(known_dir / "test"), task="retrieval", num_workers=0,
+                         batch_size=2, n_clips=2, val_split=0.34, **CLIP)
+    assert dm.num_classes == 2 and dm.class_names == ["a", "b"]
+    gallery, queries = dm.test_dataloader()
+    assert len(gallery.dataset) == 4 and len(queries.dataset) == 2  # 2 of 6 held out for val
+    assert len(dm.val_dataloader().dataset) == 2
+    assert next(iter(queries))["video"].shape == (2, 2, 3, 4, 32, 32)
+    dm = VideoDataModule(source="folder", root=str(known_dir / "train"), task="classify",
+                         num_workers=0, batch_size=2, **CLIP)
+    assert set(next(iter(dm.train_dataloader()))) == {"video", "label", "index"}
+    assert dm.val_dataloader() == []
+    with pytest.raises(ValueError, match="pass test_root"):
+        dm.test_dataloader()
+    dm.trainer = SimpleNamespace(training=True)
+    batch = next(iter(dm.train_dataloader()))
+    assert dm.on_after_batch_transfer(batch, 0)["video"].shape == (2, 3, 4, 28, 28)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(source="ucf"), "source must be one of"),
+        (dict(task="probe"), "task must be one of"),
+        (dict(num_frames=0), "num_frames"),
+        (dict(frame_size=64, crop_size=112), "crop_size=112 exceeds frame_size=64"),
+        (dict(short_video="mirror"), "short_video"),
+        (dict(on_error="ignore"), "on_error"),
+        (dict(val_split=1.0), "val_split"),
+        (dict(source="folder"), "needs root"),
+        (dict(source="list", root="."), "needs annotations"),
+        (dict(bias=1.5), "bias"),
+    ],
+)
+def test_constructor_validation(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        VideoDataModule(**kwargs)
+
+
+def test_bad_videos_are_skipped_counted_and_summarised(tmp_path):
+    good = make_known_video(str(tmp_path / "train" / "a" / "good0.mp4"), 30)
+    copy_video(good, str(tmp_path / "train" / "a" / "good1.mp4"))
+    bad = make_bad_files(str(tmp_path / "train" / "b"), good)
+    kwargs = dict(source="folder", root=str(tmp_path / "train"), batch_size=7, drop_last=False,
+                  **CLIP)
+    dm = VideoDataModule(num_workers=2, **kwargs)
+    with pytest.warns(VideoSkippedWarning) as record:
+        batches = list(dm.train_dataloader())
+    assert sum(len(b["index"]) for b in batches) == 7  # every slot filled with a good video
+    messages = " ".join(str(w.message) for w in record)
+    assert "5 unreadable video(s)" in messages  # end-of-epoch summary, main process
+    for path in bad.values():
+        assert os.path.basename(path) in messages
+    assert sorted(dm.skipped_videos["train"]) == sorted(bad.values())
+    for batch in batches:
+        assert set(batch["label"].tolist()) == {0}  # substitutes are the good class-a videos
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        strict = VideoDataModule(num_workers=0, on_error="raise", **kwargs)
+        with pytest.raises(Exception, match=r"(zero|truncated|text|two|one)\.(mp4|avi|mkv)"):
+            list(strict.train_dataloader())
+
+
+def test_annotation_problems_at_setup(tmp_path):
+    good = make_known_video(str(tmp_path / "v" / "a.mp4"), 30)
+    train = tmp_path / "train.txt"
+    train.write_text(f"{os.path.basename(good)} 0\nmissing.mp4 1\n")
+    test = tmp_path / "test.txt"
+    test.write_text("a.mp4 5\n")
+    kwargs = dict(source="list", root=str(tmp_path / "v"), annotations=str(train),
+                  test_annotations=str(test), num_workers=0, **CLIP)
+    dm = VideoDataModule(**kwargs)
+    with pytest.warns(VideoSkippedWarning, match="missing.mp4"):
+        dm.setup("fit")
+    assert len(dm.records("train")) == 1 and dm.num_classes == 2
+    assert dm.skipped_videos["test"][0].endswith("a.mp4")  # unknown class 5
+    with pytest.raises(ValueError, match="missing.mp4"):
+        VideoDataModule(**{**kwargs, "on_error": "raise"}).setup("fit")
+    train.write_text("a.mp4 0\njust-a-path\n")
+    with pytest.raises(AnnotationError, match=r"train.txt, line 2"):
+        VideoDataModule(**kwargs).setup("fit")

@@ -1,0 +1,172 @@
+"""Layout parsers: every layout, unknown classes / missing files, malformed annotations."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from dsm_lightning.data.sources import (
+    AnnotationError,
+    drop_missing,
+    read_folder,
+    read_hmdb51,
+    read_kinetics_csv,
+    read_list_files,
+    read_ucf101,
+)
+
+
+def touch(path) -> str:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    open(path, "wb").close()
+    return str(path)
+
+
+def write(path, text: str) -> str:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as handle:
+        handle.write(text)
+    return str(path)
+
+
+def test_folder_layout_and_separate_test_tree(tmp_path):
+    for cls in ("walk", "jump"):
+        for i in range(2):
+            touch(tmp_path / "train" / cls / f"{cls}{i}.mp4")
+    touch(tmp_path / "train" / "walk" / "notes.txt")  # ignored: not a video extension
+    touch(tmp_path / "test" / "jump" / "sub" / "a.webm")
+    touch(tmp_path / "test" / "swim" / "b.avi")  # class unknown to the train tree
+    result = read_folder(str(tmp_path / "train"), str(tmp_path / "test"))
+    assert result.class_names == ["jump", "walk"]
+    assert [(os.path.basename(r.path), r.label) for r in result.splits["train"]] == [
+        ("jump0.mp4", 0), ("jump1.mp4", 1 - 1), ("walk0.mp4", 1), ("walk1.mp4", 1)]
+    assert [(r.video_id, r.label) for r in result.splits["test"]] == [("jump/sub/a.webm", 0)]
+    assert [(s.split, os.path.basename(s.item)) for s in result.skipped] == [("test", "b.avi")]
+    assert "swim" in result.skipped[0].reason
+
+
+def make_ucf(tmp_path, classind="1 Run\n2 Swim\n"):
+    ann = tmp_path / "ucfTrainTestlist"
+    write(ann / "classInd.txt", classind)
+    write(ann / "trainlist01.txt", "Run/v_Run_g01_c01.avi 1\nSwim/v_Swim_g01_c01.avi 2\n"
+          "Fly/v_Fly_g01_c01.avi 1\n\nRun/v_Run_g09_c01.avi 1\n")
+    write(ann / "testlist01.txt", "Swim/v_Swim_g02_c01.avi\n")
+    for rel in ("Run/v_Run_g01_c01.avi", "Swim/v_Swim_g01_c01.avi", "Swim/v_Swim_g02_c01.avi"):
+        touch(tmp_path / rel)
+    return ann
+
+
+def test_ucf101_layout(tmp_path):
+    make_ucf(tmp_path)
+    result = read_ucf101(str(tmp_path), None, 1)
+    assert result.class_names == ["Run", "Swim"]
+    assert [(r.video_id, r.label) for r in result.splits["train"]] == [
+        ("Run/v_Run_g01_c01.avi", 0), ("Swim/v_Swim_g01_c01.avi", 1), ("Run/v_Run_g09_c01.avi", 0)]
+    assert [(r.video_id, r.label) for r in result.splits["test"]] == [("Swim/v_Swim_g02_c01.avi", 1)]
+    assert "Fly" in result.skipped[0].reason  # unknown class name in the list
+    checked = drop_missing(result)  # v_Run_g09 is listed but not on disk
+    assert [r.video_id for r in checked.splits["train"]] == [
+        "Run/v_Run_g01_c01.avi", "Swim/v_Swim_g01_c01.avi"]
+    assert checked.skipped[-1].reason == "file not found"
+    assert checked.skipped[-1].item.endswith("v_Run_g09_c01.avi")
+
+
+@pytest.mark.parametrize(
+    "classind, trainlist, match",
+    [
+        ("1 Run\nSwim\n", None, r"classInd.txt, line 2"),
+        ("1 Run\n3 Swim\n", None, r"classInd.txt, line 2"),
+        ("1 Run\n2 Swim\n", "Run/a.avi 1\nSwim/b.avi two\n", r"trainlist01.txt, line 2"),
+        ("1 Run\n2 Swim\n", "Run/a.avi 2\n", r"trainlist01.txt, line 1: label 2 contradicts"),
+    ],
+)
+def test_ucf101_malformed_names_file_and_line(tmp_path, classind, trainlist, match):
+    ann = make_ucf(tmp_path, classind)
+    if trainlist is not None:
+        write(ann / "trainlist01.txt", trainlist)
+    with pytest.raises(AnnotationError, match=match):
+        read_ucf101(str(tmp_path), str(ann), 1)
+
+
+def test_ucf101_missing_list_file(tmp_path):
+    make_ucf(tmp_path)
+    with pytest.raises(AnnotationError, match="trainlist02.txt: annotation file not found"):
+        read_ucf101(str(tmp_path), None, 2)
+    with pytest.raises(ValueError, match="split must be 1, 2 or 3"):
+        read_ucf101(str(tmp_path), None, 4)
+
+
+def test_hmdb51_layout_and_errors(tmp_path):
+    ann = tmp_path / "testTrainMulti_7030_splits"
+    write(ann / "wave_test_split1.txt", "w1.avi 1\nw2.avi 2\nw3.avi 0\n")
+    write(ann / "clap_test_split1.txt", "c1.avi 2 \nc2.avi 1\n")
+    write(ann / "clap_test_split2.txt", "c1.avi 1\n")
+    result = read_hmdb51(str(tmp_path), None, 1)
+    assert result.class_names == ["clap", "wave"]
+    assert [(r.video_id, r.label) for r in result.splits["train"]] == [("clap/c2.avi", 0),
+                                                                        ("wave/w1.avi", 1)]
+    assert [(r.video_id, r.label) for r in result.splits["test"]] == [("clap/c1.avi", 0),
+                                                                       ("wave/w2.avi", 1)]
+    write(ann / "wave_test_split1.txt", "w1.avi 1\nw2.avi 3\n")
+    with pytest.raises(AnnotationError, match=r"wave_test_split1.txt, line 2"):
+        read_hmdb51(str(tmp_path), None, 1)
+    with pytest.raises(AnnotationError, match="no '\\*_test_split3.txt' files"):
+        read_hmdb51(str(tmp_path), None, 3)
+
+
+def test_kinetics_csv_layout(tmp_path):
+    csv = write(tmp_path / "k.csv", "label,youtube_id,time_start,time_end,split\n"
+                "abseiling,aaa,10,20,train\n"
+                "archery,bbb,0,10,train\n"
+                "archery,ccc,5,15,val\n"
+                "juggling,ddd,1,2,val\n"
+                "abseiling,eee,3,13,train\n")
+    touch(tmp_path / "videos" / "train" / "abseiling" / "aaa_000010_000020.mp4")
+    touch(tmp_path / "videos" / "bbb.mkv")  # untrimmed: the segment is kept
+    touch(tmp_path / "videos" / "val" / "ccc_000005_000015.mp4")
+    result = read_kinetics_csv(str(tmp_path / "videos"), csv)
+    assert result.class_names == ["abseiling", "archery"]
+    train = result.splits["train"]
+    assert [(os.path.basename(r.path), r.label) for r in train[:2]] == [
+        ("aaa_000010_000020.mp4", 0), ("bbb.mkv", 1)]
+    assert (train[1].start_sec, train[1].end_sec) == (0.0, 10.0)
+    assert [r.video_id for r in result.splits["val"]] == ["ccc_000005_000015"]
+    assert [s.reason for s in result.skipped] == ["unknown class 'juggling'"]
+    checked = drop_missing(result)  # eee is not on disk
+    assert len(checked.splits["train"]) == 2 and checked.skipped[-1].reason == "file not found"
+
+
+def test_kinetics_csv_directory_and_errors(tmp_path):
+    ann = tmp_path / "ann"
+    write(ann / "train.csv", "label,youtube_id,time_start,time_end\nx,aaa,0,10\n")
+    write(ann / "validate.csv", "label,youtube_id,time_start,time_end\nx,bbb,0,10\n")
+    result = read_kinetics_csv(str(tmp_path), str(ann))
+    assert sorted(result.splits) == ["train", "val"]
+    write(ann / "train.csv", "label,youtube_id,time_start,time_end\nx,aaa,zero,10\n")
+    with pytest.raises(AnnotationError, match=r"train.csv, line 2: bad time_start"):
+        read_kinetics_csv(str(tmp_path), str(ann))
+    bad = write(tmp_path / "bad.csv", "label,id,start\nx,1,2\n")
+    with pytest.raises(AnnotationError, match=r"bad.csv, line 1: header lacks"):
+        read_kinetics_csv(str(tmp_path), bad)
+    with pytest.raises(AnnotationError, match="not found"):
+        read_kinetics_csv(str(tmp_path), str(tmp_path / "missing.csv"))
+
+
+def test_list_files_integer_and_named_labels(tmp_path):
+    train = write(tmp_path / "train.txt", "a/1.webm 0\nb/my video.mp4 2\n# comment\n")
+    test = write(tmp_path / "test.txt", "c/3.webm 1\nd/4.webm 7\n")
+    result = read_list_files(str(tmp_path), train, None, test)
+    assert result.class_names == ["0", "1", "2"]
+    assert [(r.video_id, r.label) for r in result.splits["train"]] == [("a/1.webm", 0),
+                                                                        ("b/my video.mp4", 2)]
+    assert [r.label for r in result.splits["test"]] == [1]
+    assert result.skipped[0].reason == "unknown class '7'"
+    named = write(tmp_path / "named.txt", "x.mp4 dive\ny.mp4 flip\n")
+    val = write(tmp_path / "val.txt", "z.mp4 flip\nw.mp4 twist\n")
+    result = read_list_files(str(tmp_path), named, val)
+    assert result.class_names == ["dive", "flip"]
+    assert [r.label for r in result.splits["val"]] == [1]
+    bad = write(tmp_path / "bad.txt", "x.mp4 1\nlonely\n")
+    with pytest.raises(AnnotationError, match=r"bad.txt, line 2"):
+        read_list_files(str(tmp_path), bad)

@@ -1,0 +1,158 @@
+"""Backbone registry (every entry), wrappers, projection head and encoder files."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from dsm_lightning.models import (
+    BackboneWrapper,
+    EncoderLoadError,
+    ProjectionHead,
+    create_backbone,
+    list_backbones,
+    load_encoder,
+    register_backbone,
+    save_encoder,
+)
+from dsm_lightning.models import registry as registry_module
+
+# Small settings where the full model is too slow for CI (the full ones build the same code).
+SMALL = {
+    "c3d": {"width": 8},
+    "csn_r101": {"width": 8, "depth": 50},
+    "r2plus1d_r50": {"width": 8},
+    "slow_r50": {"width": 8},
+    "x3d_xs": {"width_factor": 0.5, "depth_factor": 0.5, "head_dim": 64},
+    "x3d_s": {"width_factor": 0.5, "depth_factor": 0.5, "head_dim": 64},
+    "x3d_m": {"width_factor": 0.5, "depth_factor": 0.5, "head_dim": 64},
+    "r3d_18": {"layers": (1, 1, 1, 1)},
+    "r3d_34": {"layers": (1, 1, 1, 1)},
+    "mc3_18": {"layers": (1, 1, 1, 1)},
+    "r2plus1d_18": {"layers": (1, 1, 1, 1)},
+    "tiny3d": {"width": 4},
+}
+REQUIRED = {"r3d_18", "mc3_18", "r2plus1d_18", "s3d", "c3d", "slow_r50", "x3d_xs", "x3d_s",
+            "x3d_m", "r2plus1d_r50", "csn_r101", "tiny3d"}
+
+
+def test_registry_lists_the_contract_names():
+    assert REQUIRED <= set(list_backbones())
+
+
+@pytest.mark.parametrize("name", list_backbones())
+def test_every_backbone_builds_pools_and_backpropagates(name):
+    torch.manual_seed(0)
+    model = create_backbone(name, **SMALL.get(name, {}))
+    video = torch.randn(2, 3, 8, 64, 64)
+    features = model(video)
+    assert features.shape == (2, model.feature_dim)
+    assert torch.isfinite(features).all()
+    features.square().mean().backward()
+    no_grad = [n for n, p in model.named_parameters() if p.grad is None]
+    assert not no_grad, f"parameters without gradient: {no_grad[:5]}"
+
+
+def test_feature_dim_follows_width_knobs():
+    assert create_backbone("tiny3d", width=4).feature_dim == 32
+    assert create_backbone("c3d", width=8).feature_dim == 64
+    assert create_backbone("slow_r50", width=8).feature_dim == 256
+
+
+def test_register_duplicate_and_unknown_names_raise():
+    with pytest.raises(ValueError, match="already registered"):
+        register_backbone("tiny3d")(lambda: nn.Identity())
+    with pytest.raises(ValueError, match="unknown backbone 'nope'"):
+        create_backbone("nope")
+
+
+def test_none_kwargs_are_dropped_so_defaults_apply():
+    assert create_backbone("tiny3d", width=None).feature_dim == 128
+
+
+def test_custom_registration_and_wrapper_for_feature_maps_and_vectors():
+    name = "_test_vector_net"
+    try:
+        @register_backbone(name)
+        def _builder(*, dim: int = 5) -> nn.Module:
+            net = nn.Sequential(nn.Flatten(), nn.LazyLinear(dim))
+            return BackboneWrapper(net, feature_dim=dim)
+
+        vector = create_backbone(name, dim=6)
+        assert vector(torch.randn(3, 3, 2, 4, 4)).shape == (3, 6)
+    finally:
+        registry_module._BACKBONES.pop(name, None)
+    fmap = BackboneWrapper(nn.Conv3d(3, 7, 3, padding=1))  # feature map -> dry run finds D
+    assert fmap.feature_dim == 7
+    video = torch.randn(2, 3, 4, 8, 8)
+    torch.testing.assert_close(fmap(video), fmap.model(video).mean(dim=(2, 3, 4)))
+
+
+def test_projection_head_linear_mlp_and_normalisation():
+    linear = ProjectionHead(16, output_dim=8)
+    assert len([m for m in linear.modules() if isinstance(m, nn.Linear)]) == 1
+    mlp = ProjectionHead(16, hidden_dim=32, output_dim=8, num_layers=3, batch_norm=True)
+    assert len([m for m in mlp.modules() if isinstance(m, nn.Linear)]) == 3
+    x = torch.randn(4, 16)
+    for head in (linear, mlp):
+        torch.testing.assert_close(head(x).norm(dim=1), torch.ones(4))
+    raw = ProjectionHead(16, output_dim=8, normalize=False)
+    assert not torch.allclose(raw(x).norm(dim=1), torch.ones(4))
+    with pytest.raises(ValueError, match="num_layers"):
+        ProjectionHead(16, hidden_dim=8, num_layers=1)
+    with pytest.raises(ValueError, match="output_dim"):
+        ProjectionHead(16, output_dim=0)
+
+
+def test_encoder_pt_round_trip_with_weights_only(tmp_path):
+    torch.manual_seed(0)
+    model = create_backbone("tiny3d", width=4).eval()
+    path = save_encoder(tmp_path / "sub" / "encoder.pt", model, "tiny3d", {"width": 4},
+                        mean=(0.1, 0.2, 0.3), std=(0.4, 0.5, 0.6), num_frames=8,
+                        crop_size=32, method="dsm")
+    raw = torch.load(path, weights_only=True)
+    assert raw["format"] == "dsm-lightning-encoder" and raw["version"] == 1
+    assert raw["feature_dim"] == 32 and raw["normalization"]["std"] == pytest.approx([.4, .5, .6])
+    loaded, meta = load_encoder(path)
+    assert meta["backbone"] == "tiny3d" and meta["num_frames"] == 8 and "state_dict" not in meta
+    video = torch.randn(2, 3, 8, 32, 32)
+    torch.testing.assert_close(loaded.eval()(video), model(video))
+    # weights= accepts the same file
+    again = create_backbone("tiny3d", width=4, weights=str(path)).eval()
+    torch.testing.assert_close(again(video), model(video))
+
+
+def test_weights_file_of_the_original_network_ignores_only_the_removed_head(tmp_path):
+    from torchvision.models.video import r3d_18
+
+    torch.manual_seed(0)
+    original = r3d_18(weights=None, num_classes=10)
+    layers = (2, 2, 2, 2)
+    torch.save(original.state_dict(), tmp_path / "r3d.pt")  # includes fc.weight / fc.bias
+    model = create_backbone("r3d_18", layers=layers, weights=str(tmp_path / "r3d.pt"))
+    torch.testing.assert_close(model.model.stem[0].weight, original.stem[0].weight)
+    state = original.state_dict()
+    del state["layer1.0.conv1.0.weight"]
+    torch.save(state, tmp_path / "broken.pt")
+    with pytest.raises(EncoderLoadError, match="layer1.0.conv1.0.weight"):
+        create_backbone("r3d_18", weights=str(tmp_path / "broken.pt"))
+
+
+def test_load_encoder_mismatch_lists_keys_and_both_backbones(tmp_path):
+    model = create_backbone("tiny3d", width=4)
+    path = save_encoder(tmp_path / "encoder.pt", model, "tiny3d", {"width": 4})
+    with pytest.raises(EncoderLoadError) as info:
+        load_encoder(path, backbone="c3d", backbone_kwargs={"width": 4})
+    message = str(info.value)
+    assert "'tiny3d'" in message and "'c3d'" in message and "missing keys" in message
+    with pytest.raises(EncoderLoadError, match="width"):
+        load_encoder(path, backbone_kwargs={"width": 8})
+    user = BackboneWrapper(nn.Conv3d(3, 4, 1))
+    user_path = save_encoder(tmp_path / "user.pt", user, None)
+    with pytest.raises(EncoderLoadError, match="user module"):
+        load_encoder(user_path)
+    loaded, _ = load_encoder(user_path, backbone=BackboneWrapper(nn.Conv3d(3, 4, 1)))
+    torch.testing.assert_close(loaded.model.weight, user.model.weight)
+    with pytest.raises(FileNotFoundError):
+        load_encoder(tmp_path / "missing.pt")

@@ -1,0 +1,228 @@
+"""DSMLightningModule: EMA formula, gradient paths, learning, exact resume, encoder export."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from _pretrain_data import TripletDataModule, make_triplets
+
+from dsm_lightning.models import load_encoder
+from dsm_lightning.modules.pretrain import DSMLightningModule
+
+
+def _module(**kwargs) -> DSMLightningModule:
+    settings = dict(backbone="tiny3d", backbone_kwargs={"width": 4}, queue_size=64,
+                    export_encoder=None)
+    settings.update(kwargs)
+    return DSMLightningModule(**settings)
+
+
+def _trainer(tmp_path, **kwargs) -> pl.Trainer:
+    settings = dict(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                    enable_progress_bar=False, enable_model_summary=False,
+                    default_root_dir=str(tmp_path), deterministic=True)
+    settings.update(kwargs)
+    return pl.Trainer(**settings)
+
+
+class _Record(pl.Callback):
+    def __init__(self) -> None:
+        self.loss: list[float] = []
+        self.hn_acc: list[float] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.loss.append(float(outputs["loss"]))
+        if "train/hn_acc_step" in trainer.callback_metrics:
+            self.hn_acc.append(float(trainer.callback_metrics["train/hn_acc_step"]))
+
+
+@pytest.mark.parametrize("bad", [
+    {"method": "simclr"}, {"momentum": 1.5}, {"temperature": 0.0}, {"optimizer": "adam"},
+    {"query_view": "key"}, {"queue_size": 0}, {"lr_schedule": "step"},
+    {"hard_negative_weight": 0.0}, {"momentum_schedule": "linear"},
+])
+def test_invalid_arguments_raise_naming_the_value(bad):
+    name = next(iter(bad))
+    with pytest.raises(ValueError, match=name):
+        _module(**bad)
+
+
+def test_state_dict_prefixes_follow_the_contract():
+    prefixes = {key.split(".")[0] for key in _module().state_dict()}
+    assert prefixes == {"encoder", "projector", "momentum_encoder", "momentum_projector", "queue"}
+    triplet = {key.split(".")[0] for key in _module(method="dsm_triplet").state_dict()}
+    assert triplet == {"encoder", "projector"}
+
+
+def test_dsm_without_negative_in_batch_names_the_triplet_builder():
+    batch = make_triplets(2)
+    del batch["negative"]
+    with pytest.raises(ValueError, match="TripletBuilder"):
+        _module().training_step(batch, 0)
+
+
+def test_momentum_update_formula_exact():
+    torch.manual_seed(0)
+    model = _module()
+    for p in model.momentum_parameters():
+        p.data.uniform_(-1, 1)
+    before = [p.detach().clone() for p in model.momentum_parameters()]
+    online = [p.detach() for p in list(model.encoder.parameters()) + list(model.projector.parameters())]
+    model.momentum_update(0.9)
+    for ema, old, theta in zip(model.momentum_parameters(), before, online):
+        torch.testing.assert_close(ema, 0.9 * old + 0.1 * theta, rtol=0, atol=1e-7)
+
+
+def test_one_training_step_applies_ema_after_the_optimizer_step(tmp_path):
+    torch.manual_seed(0)
+    model = _module(momentum=0.8, lr=0.1)
+    theta0 = [p.detach().clone() for p in model.encoder.parameters()]
+    _trainer(tmp_path, max_steps=1).fit(model, TripletDataModule(n=8, batch_size=4))
+    theta1 = list(model.encoder.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(theta0, theta1))
+    for ema, old, new in zip(model.momentum_encoder.parameters(), theta0, theta1):
+        torch.testing.assert_close(ema, 0.8 * old + 0.2 * new.detach(), rtol=0, atol=1e-6)
+    assert int(model.queue.ptr) == 4 and int(model.queue.filled) == 4
+
+
+def test_gradient_flows_through_hard_negative_into_query_encoder_never_the_ema():
+    torch.manual_seed(0)
+    model = _module()
+    model.queue.enqueue(torch.nn.functional.normalize(torch.randn(16, 128), dim=1))
+    batch = make_triplets(4)
+    for key in ("anchor", "positive", "negative"):
+        batch[key].requires_grad_(True)
+    views = model.unpack_batch(batch)
+    loss, stats = model.compute_loss(views, model.forward_views(views))
+    loss.backward()
+    assert batch["negative"].grad.abs().sum() > 0  # the hard-negative column reaches f
+    assert batch["positive"].grad.abs().sum() > 0  # query view (query_view="positive")
+    assert batch["anchor"].grad is None  # key view goes through the EMA encoder only
+    for p in model.momentum_parameters():
+        assert not p.requires_grad and p.grad is None
+    assert all(p.grad is not None for p in model.encoder.parameters())
+    # with only the hard-negative column (empty queue, q = k+ impossible to push) the
+    # encoder's gradient is exactly the one of the hard-negative term
+    model.zero_grad()
+    model.queue.filled.zero_()
+    views = model.unpack_batch(make_triplets(4))
+    outputs = model.forward_views(views)
+    loss, _ = model.compute_loss(views, outputs)
+    grads = torch.autograd.grad(loss, outputs["negative"], retain_graph=True)[0]
+    assert grads.abs().sum() > 0
+
+
+def test_learns_motion_loss_decreases_and_hard_negative_accuracy_rises(tmp_path):
+    pl.seed_everything(0)
+    # query_view="anchor": q = f(anchor) shares its scene with n, so hn_acc starts low
+    model = _module(backbone_kwargs={"width": 8}, queue_size=256, optimizer="adamw", lr=1e-3,
+                    momentum=0.99, query_view="anchor", lr_schedule="constant")
+    record = _Record()
+    _trainer(tmp_path, max_epochs=10, callbacks=[record]).fit(
+        model, TripletDataModule(n=64, batch_size=16))
+    assert len(record.loss) == 40 and len(record.hn_acc) == 40
+    start_loss, end_loss = sum(record.loss[:4]) / 4, sum(record.loss[-8:]) / 8
+    start_acc, end_acc = sum(record.hn_acc[:4]) / 4, sum(record.hn_acc[-8:]) / 8
+    assert end_loss < 0.8 * start_loss, (start_loss, end_loss)
+    assert start_acc < 0.5 and end_acc > start_acc + 0.4, (start_acc, end_acc)
+    assert int(model.queue.filled) == 256  # the queue (bigger than the data) filled up
+
+
+@pytest.mark.parametrize("method", ["moco", "dsm_triplet"])
+def test_moco_and_triplet_train(tmp_path, method):
+    pl.seed_everything(0)
+    model = _module(method=method)
+    before = copy.deepcopy(model.state_dict())
+    _trainer(tmp_path, max_steps=2).fit(
+        model, TripletDataModule(n=8, batch_size=4, drop_negative=method == "moco"))
+    after = model.state_dict()
+    assert not torch.equal(before["encoder.model.features.0.weight"],
+                           after["encoder.model.features.0.weight"])
+    if method == "moco":
+        assert int(model.queue.filled) == 8
+        assert not torch.equal(before["momentum_encoder.model.features.0.weight"],
+                               after["momentum_encoder.model.features.0.weight"])
+    else:
+        assert model.queue is None and model.momentum_encoder is None
+
+
+def _fit(tmp_path, ckpt_path=None, every_n_train_steps=None, repeat=1):
+    pl.seed_everything(0)
+    model = _module(momentum=0.9, momentum_schedule="cosine", warmup_epochs=1, lr=0.05,
+                    queue_size=20)
+    callbacks = []
+    if every_n_train_steps is not None:  # keep every checkpoint of the run
+        callbacks.append(pl.callbacks.ModelCheckpoint(
+            dirpath=tmp_path, save_top_k=-1, every_n_train_steps=every_n_train_steps,
+            filename="{step}"))
+    trainer = _trainer(tmp_path, max_epochs=4, enable_checkpointing=bool(callbacks),
+                       callbacks=callbacks)
+    data = TripletDataModule(n=24 // repeat, batch_size=4, repeat=repeat)
+    trainer.fit(model, data, ckpt_path=ckpt_path)
+    return model
+
+
+@pytest.mark.parametrize(("half_step", "repeat"), [(12, 1), (9, 6)],
+                         ids=["epoch-boundary", "mid-epoch"])
+def test_resume_is_exact(tmp_path, half_step, repeat):
+    """24 steps in one run == the same run stopped at a checkpoint + resumed: same params,
+    EMA weights, queue and pointer.
+
+    The checkpoints are written by ``ModelCheckpoint`` in ``on_train_batch_end`` (before the
+    module's own hook), so an EMA / enqueue done in the module's ``on_train_batch_end`` would
+    be missing from them. Mid-epoch: Lightning replays a plain (non-stateful) DataLoader
+    from the start of the epoch, so that case uses data whose every batch is the same
+    (``repeat``) and checks only that the module's state is complete at step 9 of 6-step
+    epochs.
+    """
+    full = _fit(tmp_path, every_n_train_steps=half_step, repeat=repeat)
+    resumed = _fit(tmp_path / "resumed", ckpt_path=str(tmp_path / f"step={half_step}.ckpt"),
+                   repeat=repeat)
+    assert int(full.queue.ptr) == int(resumed.queue.ptr) == (4 * 24) % 20
+    full_state, resumed_state = full.state_dict(), resumed.state_dict()
+    assert full_state.keys() == resumed_state.keys()
+    for key, value in full_state.items():
+        torch.testing.assert_close(resumed_state[key], value, rtol=0, atol=1e-6, msg=key)
+
+
+def test_encoder_exported_at_fit_end_and_loadable_from_ckpt(tmp_path):
+    pl.seed_everything(0)
+    model = _module(export_encoder="exports/encoder.pt")
+    trainer = _trainer(tmp_path, max_steps=2)
+    trainer.fit(model, TripletDataModule(n=8, batch_size=4))
+    path = tmp_path / "exports" / "encoder.pt"
+    raw = torch.load(path, weights_only=True)
+    assert raw["backbone"] == "tiny3d" and raw["backbone_kwargs"] == {"width": 4}
+    assert raw["method"] == "dsm" and raw["feature_dim"] == 32
+    video = make_triplets(3)["anchor"]
+    expected = model.extract_features(video)
+    encoder, _ = load_encoder(path)
+    torch.testing.assert_close(encoder.eval()(video), expected)
+    trainer.save_checkpoint(tmp_path / "model.ckpt")
+    from_ckpt, meta = load_encoder(tmp_path / "model.ckpt")
+    assert meta["backbone"] == "tiny3d" and meta["method"] == "dsm"
+    torch.testing.assert_close(from_ckpt.eval()(video), expected)
+
+
+def test_user_encoder_module_is_wrapped():
+    net = torch.nn.Sequential(torch.nn.Conv3d(3, 6, 3, padding=1), torch.nn.ReLU())
+    model = DSMLightningModule(encoder=net, queue_size=8, export_encoder=None)
+    assert model.encoder.feature_dim == 6 and model.hparams.backbone is None
+    assert model.extract_features(make_triplets(2)["anchor"]).shape == (2, 6)
+
+
+def test_subclass_adds_a_loss_term_without_copying_training_step():
+    class WithRegulariser(DSMLightningModule):
+        def compute_loss(self, views, outputs):
+            loss, stats = super().compute_loss(views, outputs)
+            stats["reg"] = outputs["query"].mean().detach()
+            return loss + 0.0 * outputs["query"].mean(), stats
+
+    model = WithRegulariser(backbone="tiny3d", backbone_kwargs={"width": 4}, queue_size=8,
+                            export_encoder=None)
+    views = model.unpack_batch(make_triplets(2))
+    loss, stats = model.compute_loss(views, model.forward_views(views))
+    assert "reg" in stats and loss.requires_grad
