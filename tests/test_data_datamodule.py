@@ -23,7 +23,7 @@ from dsm_lightning.data.datasets import (
     VideoSkippedWarning,
 )
 from dsm_lightning.data.sources import AnnotationError, VideoRecord
-from dsm_lightning.data.synthetic import generate_synthetic, synthetic_settings
+from dsm_lightning.data.synthetic import generate_synthetic, render_video, synthetic_settings
 from dsm_lightning.disturb.triplet import TripletBuilder
 
 SMALL = dict(synthetic_classes=4, synthetic_videos=4, synthetic_eval_videos=2,
@@ -168,28 +168,35 @@ def test_synthetic_motion_visible_and_static_sets_frozen(synth_dir):
     moving = next(iter(dm.clip_dataloader("balanced_test")))["video"].float()
     static = next(iter(dm.clip_dataloader("balanced_test_static")))["video"].float()
     frame_change = (moving[:, :, 1:] - moving[:, :, :-1]).abs().mean(dim=(1, 2, 3, 4))
-    assert (frame_change > 1.0).all()  # every clip moves between sampled frames
+    assert (frame_change > 0.25).all()  # every clip moves between sampled frames
     assert (static[:, :, 1:] - static[:, :, :-1]).abs().max() <= 2  # codec noise only
     # static clip = the middle frame of the moving video
     full = dm.records("balanced_test")[0].path
     assert os.path.basename(full) == "balanced_test_00000.mp4"
 
 
-def test_synthetic_translation_direction_is_recoverable(synth_dir):
-    """Motion defines the class: the sprite's displacement follows its class direction."""
-    dm = VideoDataModule(cache_dir=synth_dir, synthetic_classes=4, synthetic_videos=8,
-                         synthetic_eval_videos=4, synthetic_frames=20, synthetic_size=32,
-                         bias=0.75, num_workers=0, batch_size=32, num_frames=2, stride=1,
-                         frame_size=32, crop_size=28)
-    batch = next(iter(dm.clip_dataloader("swapped_test")))
-    video, labels = batch["video"].float(), batch["label"]
-    a, b = video[:, :, 0], video[:, :, 1]
-    shifts = {0: (0, 2), 1: (0, -2), 2: (-2, 0), 3: (2, 0)}  # (dy, dx) per class
-    correct = 0
-    for clip_a, clip_b, label in zip(a, b, labels):
-        errors = {c: (torch.roll(clip_a, s, dims=(1, 2)) - clip_b).abs().mean() for c, s in shifts.items()}
-        correct += int(min(errors, key=errors.get) == int(label))
-    assert correct >= 0.75 * len(labels)
+def test_synthetic_motion_defines_the_class():
+    """On a flat scene the sprite's circular centroid moves along its class direction and
+    its area grows (zoom in) or shrinks (zoom out), whatever its random appearance."""
+    settings = synthetic_settings(8, 1, 1, 20, 64)
+    flat = np.full((64, 64, 3), 128, np.uint8)
+    angles = 2 * np.pi * (np.arange(64) + 0.5) / 64
+    directions = {0: (1, 0), 1: (-1, 0), 2: (0, -1), 3: (0, 1)}  # (dx, dy), y points down
+    for seed in range(6):
+        for label in range(8):
+            video = render_video(label, flat, settings, np.random.default_rng([seed, label]))
+            background = np.median(video.reshape(-1, 3), axis=0)  # flat, brightness-jittered
+            mask = (np.abs(video - background).sum(-1) > 30).astype(float)  # (T, H, W)
+            if label in directions:
+                cx = np.angle((mask.sum(1) * np.exp(1j * angles)).sum(-1))
+                cy = np.angle((mask.sum(2) * np.exp(1j * angles)).sum(-1))
+                step = lambda c: np.angle(np.exp(1j * (c[4] - c[0]))) * 64 / (2 * np.pi)  # noqa: E731
+                dx, dy = step(cx), step(cy)
+                ex, ey = directions[label]
+                assert dx * ex + dy * ey > 4 and abs(dx * ey - dy * ex) < 2, (label, dx, dy)
+            elif label in (6, 7):
+                area = mask.sum((1, 2))
+                assert (area[-1] > 1.5 * area[0]) == (label == 6), (label, area[0], area[-1])
 
 
 # ----------------------------------------------------------------------------- datamodule
@@ -198,7 +205,7 @@ def test_synthetic_translation_direction_is_recoverable(synth_dir):
 def test_datamodule_loaders_and_device_transforms(synth_dir):
     dm = VideoDataModule(cache_dir=synth_dir, synthetic_classes=4, synthetic_videos=8,
                          synthetic_eval_videos=4, synthetic_frames=20, synthetic_size=32,
-                         bias=0.75, num_workers=0, batch_size=4, n_clips=3, n_crops=2, **CLIP)
+                         bias=0.75, num_workers=0, batch_size=4, n_clips=3, n_crops=3, **CLIP)
     dm.prepare_data()
     dm.setup("fit")
     assert {"train", "val", "test", "balanced_train", "swapped_test_static"} <= set(dm.split_names)
@@ -214,7 +221,7 @@ def test_datamodule_loaders_and_device_transforms(synth_dir):
     assert dm.on_after_batch_transfer(val, 0)["video"].shape == (4, 3, 4, 28, 28)
     test = next(iter(dm.test_dataloader()))
     assert test["video"].shape == (4, 3, 3, 4, 32, 32)
-    assert dm.on_after_batch_transfer(test, 0)["video"].shape == (4, 6, 3, 4, 28, 28)
+    assert dm.on_after_batch_transfer(test, 0)["video"].shape == (4, 9, 3, 4, 28, 28)
     dm.trainer = None  # no trainer attached: evaluation transform
     assert dm.on_after_batch_transfer(val, 0)["video"].dtype == torch.float32
     views = next(iter(dm.clip_dataloader("balanced_test", n_clips=2)))["video"]
@@ -304,3 +311,40 @@ def test_annotation_problems_at_setup(tmp_path):
     train.write_text("a.mp4 0\njust-a-path\n")
     with pytest.raises(AnnotationError, match=r"train.txt, line 2"):
         VideoDataModule(**kwargs).setup("fit")
+
+
+def test_lightning_fit_passes_epoch_to_persistent_workers(synth_dir):
+    """Under a real Trainer the epoch reaches persistent workers and the hook runs."""
+    import pytorch_lightning as pl
+
+    class Recorder(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.zeros(1))
+            self.raw: list[tuple[int, list[int], torch.Tensor]] = []
+
+        def on_before_batch_transfer(self, batch, dataloader_idx):
+            self.raw.append((self.current_epoch, batch["index"].tolist(), batch["video"].clone()))
+            return batch
+
+        def training_step(self, batch, batch_idx):
+            assert {"anchor", "positive", "negative"} <= set(batch)
+            return (batch["anchor"].mean() * self.weight).sum()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    dm = VideoDataModule(cache_dir=synth_dir, synthetic_classes=4, synthetic_videos=8,
+                         synthetic_eval_videos=4, synthetic_frames=20, synthetic_size=32,
+                         bias=0.75, num_workers=2, persistent_workers=True, batch_size=8,
+                         **CLIP)
+    model = Recorder()
+    trainer = pl.Trainer(max_epochs=2, limit_train_batches=2, limit_val_batches=0,
+                         accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(model, datamodule=dm)
+    assert [epoch for epoch, _, _ in model.raw] == [0, 0, 1, 1]
+    dataset = dm.dataset("pretrain", "train")
+    for epoch, indices, video in model.raw:
+        for index, clip in zip(indices, video):
+            assert torch.equal(clip, dataset[(index, epoch)]["video"])

@@ -40,7 +40,7 @@ def test_folder_layout_and_separate_test_tree(tmp_path):
     result = read_folder(str(tmp_path / "train"), str(tmp_path / "test"))
     assert result.class_names == ["jump", "walk"]
     assert [(os.path.basename(r.path), r.label) for r in result.splits["train"]] == [
-        ("jump0.mp4", 0), ("jump1.mp4", 1 - 1), ("walk0.mp4", 1), ("walk1.mp4", 1)]
+        ("jump0.mp4", 0), ("jump1.mp4", 0), ("walk0.mp4", 1), ("walk1.mp4", 1)]
     assert [(r.video_id, r.label) for r in result.splits["test"]] == [("jump/sub/a.webm", 0)]
     assert [(s.split, os.path.basename(s.item)) for s in result.skipped] == [("test", "b.avi")]
     assert "swim" in result.skipped[0].reason

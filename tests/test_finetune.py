@@ -95,7 +95,7 @@ def informative_encoder(tmp_path_factory):
     head = torch.nn.Linear(encoder.feature_dim, 4)
     optimizer = torch.optim.AdamW([*encoder.parameters(), *head.parameters()], lr=3e-3)
     gen = torch.Generator().manual_seed(0)
-    for _ in range(150):
+    for _ in range(100):
         i = torch.randint(0, 512, (32,), generator=gen)
         loss = F.cross_entropy(head(encoder(data["video"][i])), data["label"][i])
         optimizer.zero_grad()
@@ -284,7 +284,7 @@ def probe_accuracy(tmp_path, pretrained) -> float:
         lr_schedule="constant", n_clips=2, n_crops=1,
     )
     data = ClipDataModule(n_train=256, n_test=128, batch_size=32, seed=20)
-    fit = trainer(tmp_path, max_epochs=12, limit_val_batches=0)
+    fit = trainer(tmp_path, max_epochs=6, limit_val_batches=0)
     fit.fit(model, data)
     return fit.test(model, data, verbose=False)[0]["test/acc_top1"]
 
@@ -293,5 +293,5 @@ def test_linear_probe_beats_random_init(tmp_path, informative_encoder):
     pretrained = probe_accuracy(tmp_path, str(informative_encoder))
     random = probe_accuracy(tmp_path, None)
     print("probe accuracy pretrained", pretrained, "random", random)
-    assert pretrained >= 0.9
-    assert pretrained - random >= 0.25, (pretrained, random)
+    assert pretrained >= 0.85
+    assert pretrained - random >= 0.4, (pretrained, random)

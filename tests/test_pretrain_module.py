@@ -104,8 +104,8 @@ def test_gradient_flows_through_hard_negative_into_query_encoder_never_the_ema()
     for p in model.momentum_parameters():
         assert not p.requires_grad and p.grad is None
     assert all(p.grad is not None for p in model.encoder.parameters())
-    # with only the hard-negative column (empty queue, q = k+ impossible to push) the
-    # encoder's gradient is exactly the one of the hard-negative term
+    # with an empty queue the only negative column is the hard negative: the loss still
+    # has a gradient with respect to the negative's embedding
     model.zero_grad()
     model.queue.filled.zero_()
     views = model.unpack_batch(make_triplets(4))
@@ -226,3 +226,104 @@ def test_subclass_adds_a_loss_term_without_copying_training_step():
     views = model.unpack_batch(make_triplets(2))
     loss, stats = model.compute_loss(views, model.forward_views(views))
     assert "reg" in stats and loss.requires_grad
+
+
+# ----------------------------------------------------------------------------- kNN monitor
+
+
+def test_weighted_knn_vote_hand_computed():
+    from dsm_lightning.callbacks.knn import weighted_knn_predict
+
+    memory = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
+    labels = torch.tensor([0, 0, 1, 1])
+    query = torch.tensor([[1.0, 0.05], [0.05, 1.0], [0.7, 0.72]])
+    assert weighted_knn_predict(query, memory, labels, 2, k=2).tolist() == [0, 1, 1]
+    # k=3 at a query between the classes: weights e^{cos/T} decide, not the majority count
+    q = torch.tensor([[0.2, 1.0]])
+    m = torch.tensor([[0.0, 1.0], [1.0, 0.1], [1.0, 0.2]])
+    assert weighted_knn_predict(q, m, torch.tensor([1, 0, 0]), 2, k=3, temperature=0.07) == 1
+    assert weighted_knn_predict(q, m, torch.tensor([1, 0, 0]), 2, k=3, temperature=100.0) == 0
+
+
+class _ClipData(TripletDataModule):
+    """Adds the datamodule API the kNN monitor uses: labelled uint8 clips + eval transform."""
+
+    class _Augment(torch.nn.Module):
+        def eval_transform(self, video):
+            return (video.float() / 255 - 0.5) / 0.25
+
+    def __init__(self, has_val: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        self.augment, self.has_val = self._Augment(), has_val
+        self.calls: list[str] = []
+
+    def clip_dataloader(self, split, n_clips=1, shuffle=False, batch_size=None):
+        if split == "val" and not self.has_val:
+            raise ValueError("no val split")
+        self.calls.append(split)
+        clips = ((self.tensors["anchor"] * 0.25 + 0.5).clamp(0, 1) * 255).to(torch.uint8)
+        items = [{"video": v, "label": lab} for v, lab in zip(clips, self.tensors["label"])]
+        return torch.utils.data.DataLoader(items, batch_size=batch_size or 8)
+
+
+def test_knn_monitor_logs_top1_equal_to_direct_computation(tmp_path):
+    from dsm_lightning.callbacks.knn import KNNMonitor, weighted_knn_predict
+
+    pl.seed_everything(0)
+    model = _module()
+    data = _ClipData(n=16, batch_size=8)
+    trainer = _trainer(tmp_path, max_epochs=1, callbacks=[KNNMonitor(k=3)])
+    trainer.fit(model, data)
+    assert data.calls == ["train", "val"]
+    clips = data.augment.eval_transform(next(iter(data.clip_dataloader("val", batch_size=16)))
+                                        ["video"])
+    features, labels = model.extract_features(clips), data.tensors["label"]
+    expected = (weighted_knn_predict(features, features, labels, 4, k=3) == labels).float().mean()
+    assert trainer.callback_metrics["val/knn_top1"].item() == pytest.approx(expected.item())
+
+
+def test_knn_monitor_skips_without_val_split(tmp_path):
+    from dsm_lightning.callbacks.knn import KNNMonitor
+
+    trainer = _trainer(tmp_path, max_epochs=1, callbacks=[KNNMonitor()])
+    trainer.fit(_module(), _ClipData(has_val=False, n=8, batch_size=4))
+    assert "val/knn_top1" not in trainer.callback_metrics
+    trainer = _trainer(tmp_path, max_epochs=1, callbacks=[KNNMonitor()])
+    trainer.fit(_module(), TripletDataModule(n=8, batch_size=4))  # no clip_dataloader at all
+    assert "val/knn_top1" not in trainer.callback_metrics
+
+
+def test_on_the_real_synthetic_video_datamodule(tmp_path):
+    """VideoDataModule(source='synthetic') + TripletBuilder + kNN monitor + encoder export."""
+    from dsm_lightning.callbacks.knn import KNNMonitor
+    from dsm_lightning.data.datamodule import VideoDataModule
+
+    pl.seed_everything(0)
+    data = VideoDataModule(cache_dir=str(tmp_path / "synth"), synthetic_classes=4,
+                           synthetic_videos=8, synthetic_eval_videos=4, synthetic_frames=20,
+                           synthetic_size=32, bias=0.75, num_workers=0, batch_size=8,
+                           num_frames=8, stride=2, frame_size=32, crop_size=32, val_split=0.25)
+    model = _module(optimizer="adamw", lr=1e-3, export_encoder="encoder.pt")
+    record = _Record()
+    trainer = _trainer(tmp_path, max_epochs=2, callbacks=[record, KNNMonitor(k=5)])
+    trainer.fit(model, data)
+    assert len(record.hn_acc) == len(record.loss) > 0
+    assert 0.0 <= trainer.callback_metrics["val/knn_top1"].item() <= 1.0
+    assert int(model.queue.filled) == min(64, 8 * len(record.loss))
+    _, meta = load_encoder(tmp_path / "encoder.pt")
+    assert meta["normalization"]["mean"] == pytest.approx(list(data.augment.mean))
+    assert meta["num_frames"] == 8 and meta["crop_size"] == 32
+
+
+def test_several_hard_negatives_per_sample():
+    torch.manual_seed(0)
+    model = _module().eval()  # running BatchNorm statistics: embeddings independent of the batch
+    batch = make_triplets(3)
+    batch["negative"] = torch.stack([batch["negative"], batch["anchor"].flip(2)], dim=1)
+    views = model.unpack_batch(batch)
+    outputs = model.forward_views(views)
+    assert outputs["negative"].shape == (3, 2, 128)
+    torch.testing.assert_close(outputs["negative"][:, 1],
+                               model.encode_query(batch["anchor"].flip(2)), atol=1e-5, rtol=0)
+    loss, stats = model.compute_loss(views, outputs)
+    assert torch.isfinite(loss) and 0 <= stats["hard_negative_accuracy"] <= 1

@@ -7,7 +7,6 @@ into normalised anchor / positive / negative clips in ``on_after_batch_transfer`
 from __future__ import annotations
 
 import logging
-import math
 import os
 import warnings
 from typing import Any
@@ -113,7 +112,8 @@ class VideoDataModule(pl.LightningDataModule):
         test_root: Folder-per-class directory used as the test split (any source).
         val_annotations: Validation list / CSV file (list, kinetics_csv).
         test_annotations: Test list / CSV file (list, kinetics_csv).
-        val_split: Fraction of training videos held out as validation (per class, seeded);
+        val_split: Fraction of training videos held out as validation (per class, seeded,
+            at least one per class with two or more videos);
             0 uses the source's own validation split if any (synthetic, kinetics, list).
         task: ``"pretrain"`` (clip pairs), ``"classify"`` (labelled clips) or
             ``"retrieval"`` (test loaders = [gallery = train, queries = test]).
@@ -124,7 +124,7 @@ class VideoDataModule(pl.LightningDataModule):
         crop_size: Device crop S of the default ``TripletBuilder`` (<= ``frame_size``).
         min_gap: Minimum start difference of the temporal-shift clip, in frames.
         n_clips: Temporal windows per video for evaluation (test / predict / retrieval).
-        n_crops: Spatial crops per window in evaluation (``eval_transform``).
+        n_crops: Spatial crops per window in evaluation (``eval_transform``): 1, 3 or 5.
         batch_size: Batch size of every loader.
         eval_batch_size: Batch size of evaluation loaders (None = ``batch_size``).
         num_workers: Decoding worker processes per loader.
@@ -198,6 +198,8 @@ class VideoDataModule(pl.LightningDataModule):
                             ("batch_size", batch_size), ("prefetch_factor", prefetch_factor)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {name}={value!r}")
+        if n_crops not in (1, 3, 5):
+            raise ValueError(f"n_crops must be 1, 3 or 5, got n_crops={n_crops}")
         if eval_batch_size is not None and eval_batch_size < 1:
             raise ValueError(f"eval_batch_size must be >= 1, got {eval_batch_size}")
         if num_workers < 0:
@@ -510,7 +512,7 @@ def _hold_out(
     held: set[int] = set()
     for label in sorted(by_class):
         members = by_class[label]
-        count = min(len(members) - 1, math.ceil(fraction * len(members)))
+        count = min(len(members) - 1, max(1, round(fraction * len(members))))
         if count > 0:
             held.update(members[j] for j in rng.permutation(len(members))[:count])
     train = [r for i, r in enumerate(records) if i not in held]

@@ -188,9 +188,9 @@ class VideoReader:
     @staticmethod
     def _convert(frame: av.VideoFrame, size: tuple[int, int], crop: tuple[int, int, int]):
         width, height = size
-        if frame.width != width or frame.height != height:
-            frame = frame.reformat(width=width, height=height, format="rgb24")
-        array = frame.to_ndarray(format="rgb24")
+        # One reformat call converts and resizes (libswscale); to_ndarray(format=...) alone is
+        # several times slower on small frames.
+        array = frame.reformat(width=width, height=height, format="rgb24").to_ndarray()
         x, y, side = crop
         return array[y : y + side, x : x + side]
 

@@ -226,25 +226,28 @@ class DSMLightningModule(pl.LightningModule):
     def forward_views(self, views: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """Embed the views: ``query`` and ``negative`` by ``f`` (one pass), ``key`` by ``g``.
 
-        In ``dsm_triplet`` every view goes through ``f`` with gradient.
+        ``negative`` may be ``(B, C, T, H, W)`` or ``(B, M, C, T, H, W)`` (``M`` hard
+        negatives per sample, embedded as ``(B, M, proj_dim)``). In ``dsm_triplet`` every
+        view goes through ``f`` with gradient.
         """
         query = views["query"]
-        batch_size = query.shape[0]
         online = [query]
         if self.momentum_encoder is None:
             online.append(views["key"])
         negative = views.get("negative")
         if negative is not None:
-            online.append(negative)
+            online.append(negative.flatten(0, 1) if negative.ndim == 6 else negative)
         # One pass of f over the concatenated clips: shared BatchNorm statistics.
-        embedded = self.encode_query(torch.cat(online, dim=0)).split(batch_size, dim=0)
+        embedded = self.encode_query(torch.cat(online, dim=0)).split(
+            [clips.shape[0] for clips in online], dim=0
+        )
         out = {"query": embedded[0]}
         if self.momentum_encoder is None:
             out["key"] = embedded[1]
         else:
             out["key"] = self.encode_key(views["key"])
         if negative is not None:
-            out["negative"] = embedded[-1]
+            out["negative"] = embedded[-1].reshape(*negative.shape[: negative.ndim - 4], -1)
         return out
 
     def compute_loss(

@@ -1,0 +1,114 @@
+"""Data loading throughput: VideoDataModule's train loader vs a bare PyAV decode loop.
+
+Both read the same synthetic videos with the same DataLoader settings (workers, batch size)
+and the same clip span (``num_frames`` frames every ``stride``), resize to the same size
+and return uint8 (C, T, H, W) clips. The bare loop has no sampling logic, no bad-input
+handling and no item determinism. Run: ``python -m benchmarks.bench_data [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+
+import av
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from dsm_lightning.data.datamodule import VideoDataModule
+
+
+class BarePyAVClips(Dataset):
+    """Random clip per video: seek, decode the span, convert the sampled frames."""
+
+    def __init__(self, paths: list[str], num_frames: int, stride: int, size: int) -> None:
+        self.paths, self.num_frames, self.stride, self.size = paths, num_frames, stride, size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        span = (self.num_frames - 1) * self.stride + 1
+        with av.open(self.paths[index]) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            total = stream.frames
+            start = int(np.random.randint(0, max(1, total - span + 1)))
+            if start:
+                pts = int(start / float(stream.average_rate) / float(stream.time_base))
+                container.seek(pts, stream=stream, backward=True)
+            frames = []
+            for i, frame in enumerate(container.decode(stream)):
+                position = round(frame.pts * float(stream.time_base) * float(stream.average_rate))
+                if position >= start and (position - start) % self.stride == 0:
+                    frame = frame.reformat(width=self.size, height=self.size, format="rgb24")
+                    frames.append(frame.to_ndarray())
+                if len(frames) == self.num_frames or i > total:
+                    break
+        clip = torch.from_numpy(np.stack(frames))
+        return clip.permute(3, 0, 1, 2).contiguous()
+
+
+def _clips_per_s(loader, clips_per_item: int, epochs: int) -> float:
+    count, start = 0, None
+    for epoch in range(epochs + 1):  # epoch 0 warms the workers / file cache up
+        if epoch == 1:
+            count, start = 0, time.perf_counter()
+        if hasattr(loader.sampler, "set_epoch"):
+            loader.sampler.set_epoch(epoch)
+        for batch in loader:
+            video = batch["video"] if isinstance(batch, dict) else batch
+            count += len(video) * clips_per_item
+    return count / (time.perf_counter() - start)
+
+
+def run(quick: bool = False) -> list[dict]:
+    """Clips/s of the train loader (classify and pretrain tasks) vs a bare PyAV loop."""
+    if quick:
+        cache = tempfile.mkdtemp(prefix="bench-data-")
+        setting = dict(synthetic_classes=2, synthetic_videos=4, synthetic_eval_videos=1,
+                       synthetic_frames=16, synthetic_size=32, cache_dir=cache)
+        clip = dict(num_frames=4, stride=2, frame_size=32, crop_size=28)
+        workers, batch, epochs = 0, 4, 1
+    else:
+        setting = dict()  # the default synthetic set: 8 classes x 48 videos, 64 px, 48 frames
+        clip = dict(num_frames=16, stride=2, frame_size=64, crop_size=56)
+        workers, batch, epochs = 2, 16, 2
+    common = dict(num_workers=workers, batch_size=batch, drop_last=False, **setting, **clip)
+    results = []
+    for task, per_item in (("classify", 1), ("pretrain", 2)):
+        dm = VideoDataModule(task=task, **common)
+        dm.prepare_data()
+        dm.setup("fit")
+        ours = _clips_per_s(dm.train_dataloader(), per_item, epochs)
+        paths = [r.path for r in dm.records("train")]
+        bare_ds = BarePyAVClips(paths, clip["num_frames"], clip["stride"], clip["frame_size"])
+        bare = _clips_per_s(
+            DataLoader(bare_ds, batch_size=batch, shuffle=True, num_workers=workers),
+            1, epochs,
+        )
+        results.append({
+            "name": f"data_train_loader_{task}",
+            "ratio": ours / bare,
+            "goal": 0.9,
+            "what": (f"VideoDataModule(task={task}) train loader vs bare PyAV loop, "
+                     f"{len(paths)} videos, clips (3, {clip['num_frames']}, "
+                     f"{clip['frame_size']}, {clip['frame_size']}) stride {clip['stride']}, "
+                     f"{workers} workers, batch {batch}"),
+            "a_per_s": ours,
+            "b_per_s": bare,
+            "unit": "clips/s",
+        })
+    return results
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="tiny run (a few seconds)")
+    args = parser.parse_args()
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    print(json.dumps(run(quick=args.quick), indent=1))
