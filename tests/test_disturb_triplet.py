@@ -167,6 +167,23 @@ def test_shift_negative_shares_the_anchor_augmentation():
     )
 
 
+def test_negative_mode_all_stacks_one_negative_per_kind():
+    video = _textured(seed=5)
+    shifted = torch.roll(video, shifts=-1, dims=2)
+    kinds = ("shift", "reverse", "static", "shuffle")
+    builder = TripletBuilder(crop_size=S, negative_kinds=kinds, negative_mode="all", seed=4)
+    out = builder(video, shifted)
+    assert out["negative"].shape == (B, len(kinds), 3, T, S, S)
+    neg = out["negative"]
+    torch.testing.assert_close(neg[:, 0, :, :-1], out["anchor"][:, :, 1:], atol=1e-5, rtol=0)
+    torch.testing.assert_close(neg[:, 1], out["anchor"].flip(2), atol=0, rtol=0)
+    assert (neg[:, 2, :, 1:] - neg[:, 2, :, :-1]).abs().max() == 0
+    index = _match_frames(neg[:, 3], out["anchor"])
+    assert (index >= 0).all() and not (index == torch.arange(T)).all(dim=1).any()
+    # without video_shift the shift slot is dropped, the frame-level slots stay
+    assert builder(video)["negative"].shape == (B, len(kinds) - 1, 3, T, S, S)
+
+
 def test_shift_falls_back_to_frame_kinds_or_raises():
     video = _textured()
     out = TripletBuilder(crop_size=S, negative_kinds=("shift", "reverse"), seed=0)(video)
@@ -273,6 +290,7 @@ def test_denormalize_inverts_normalize():
         ("negative_kinds", ("swap", "swap")),
         ("negative_probs", (0.5, 0.5)),
         ("local_fraction", 0.0),
+        ("negative_mode", "every"),
         ("dtype", "int8"),
         ("seed", "x"),
     ],

@@ -139,3 +139,22 @@ def test_wrappers_hold_settings_and_validate():
                 lambda: DSMTripletLoss(margin=-1), lambda: dsm_infonce_loss(q, key, None, n[:1])):
         with pytest.raises(ValueError):
             bad()
+
+
+def test_queue_mask_equals_removing_those_queue_rows_per_sample():
+    """Masked queue entries drop out of that query's denominator only (slow per-sample loop)."""
+    b, d, k = 4, 5, 6
+    q, key, queue, n = _unit(b, d, seed=11), _unit(b, d, seed=12), _unit(k, d, seed=13), _unit(b, d, seed=14)
+    mask = torch.zeros(b, k, dtype=torch.bool)
+    mask[0, [1, 4]] = True
+    mask[2, 0] = True
+    loss, stats = dsm_infonce_loss(q, key, queue, n, temperature=0.2, queue_mask=mask)
+    per_sample = [
+        _slow_infonce(q[i : i + 1], key[i : i + 1], queue[~mask[i]], n[i : i + 1], 0.2, 1.0)
+        for i in range(b)
+    ]
+    assert loss.item() == pytest.approx(sum(per_sample) / b, rel=1e-9)
+    kept = (q @ queue.t())[~mask]
+    assert stats["queue_logit"].item() == pytest.approx(kept.mean().item(), rel=1e-9)
+    with pytest.raises(ValueError, match="queue_mask"):
+        dsm_infonce_loss(q, key, queue, n, queue_mask=mask[:, :3])

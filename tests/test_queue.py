@@ -48,12 +48,13 @@ def test_queue_larger_than_data_uses_only_seen_keys():
 
 def test_buffers_are_persistent_and_restore():
     queue = KeyQueue(size=6, dim=2)
-    queue.enqueue(_keys(0, 8))
+    queue.enqueue(_keys(0, 8), ids=torch.arange(8))
     state = queue.state_dict()
-    assert set(state) == {"keys", "ptr", "filled"}
+    assert set(state) == {"keys", "ids", "ptr", "filled"}
     other = KeyQueue(size=6, dim=2)
     other.load_state_dict(state)
     torch.testing.assert_close(other.valid_keys(), queue.valid_keys())
+    assert torch.equal(other.valid_ids(), queue.valid_ids())
     assert int(other.ptr) == int(queue.ptr)
 
 
@@ -64,3 +65,16 @@ def test_validation():
         KeyQueue(size=4, dim=0)
     with pytest.raises(ValueError, match="shape"):
         KeyQueue(size=4, dim=2).enqueue(torch.zeros(3, 5))
+
+
+def test_ids_follow_their_keys_through_wrap_around():
+    queue = KeyQueue(size=4, dim=2)
+    queue.enqueue(torch.ones(3, 2), ids=torch.tensor([7, 8, 9]))
+    assert queue.valid_ids().tolist() == [7, 8, 9]
+    queue.enqueue(torch.zeros(2, 2), ids=torch.tensor([10, 11]))  # wraps: slot 0 <- 11
+    assert queue.ids.tolist() == [11, 8, 9, 10]
+    queue.enqueue(torch.zeros(1, 2))  # unknown ids are stored as -1
+    assert queue.ids.tolist() == [11, -1, 9, 10]
+    assert "ids" in queue.state_dict()
+    with pytest.raises(ValueError, match="ids"):
+        queue.enqueue(torch.zeros(2, 2), ids=torch.tensor([1]))

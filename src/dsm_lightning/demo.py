@@ -71,6 +71,7 @@ class DemoConfig:
     # DSM disturbances
     negative_kinds: tuple[str, ...] = ("shift", "reverse", "shuffle", "static")
     hard_negative_weight: float = 1.0
+    negative_encoder: str = "key"
     spatial_kinds: tuple[str, ...] = ("tps", "points")
     tps_jitter: float = 0.1
     crop_scale: tuple[float, float] = (0.5, 1.0)
@@ -160,6 +161,7 @@ def pretrain(cfg: DemoConfig, method: str, out: Path) -> dict[str, Any]:
         queue_size=cfg.queue_size,
         momentum=cfg.momentum,
         hard_negative_weight=cfg.hard_negative_weight,
+        negative_encoder=cfg.negative_encoder,
         optimizer=cfg.optimizer,
         lr=cfg.lr,
         weight_decay=cfg.weight_decay,

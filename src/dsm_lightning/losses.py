@@ -46,6 +46,7 @@ def dsm_infonce_loss(
     negative: Tensor | None = None,
     temperature: float = 0.07,
     negative_weight: float = 1.0,
+    queue_mask: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """DSM InfoNCE: cross-entropy over logits ``[q.k+ | q.queue | q.n] / tau``, target 0.
 
@@ -63,6 +64,8 @@ def dsm_infonce_loss(
         negative: hard negatives ``n``: ``(B, D)`` or ``(B, M, D)``, or None (MoCo).
         temperature: ``tau`` > 0.
         negative_weight: ``w`` > 0 scaling the hard negatives' share of the denominator.
+        queue_mask: ``(B, K)`` bool, True where a queue entry must not count as a negative
+            of that query (e.g. an older key of the query's own video); None = none masked.
 
     Returns:
         ``(loss, stats)``: the mean loss (scalar) and detached statistics of the raw
@@ -83,8 +86,18 @@ def dsm_infonce_loss(
     stats: dict[str, Tensor] = {"pos_logit": pos.detach().mean()}
     if queue is not None and queue.shape[0] > 0:
         queue_sim = query @ queue.to(query.dtype).t()  # (B, K)
-        columns.append(queue_sim / temperature)
-        stats["queue_logit"] = queue_sim.detach().mean()
+        if queue_mask is None:
+            columns.append(queue_sim / temperature)
+            stats["queue_logit"] = queue_sim.detach().mean()
+        else:
+            if queue_mask.shape != queue_sim.shape:
+                raise ValueError(
+                    f"queue_mask {tuple(queue_mask.shape)} must be (B, K) = "
+                    f"{tuple(queue_sim.shape)}"
+                )
+            columns.append((queue_sim / temperature).masked_fill(queue_mask, -math.inf))
+            kept = ~queue_mask
+            stats["queue_logit"] = (queue_sim.detach() * kept).sum() / kept.sum().clamp_min(1)
     if negative is not None:
         negative = _as_hard_negatives(query, negative)
         neg = torch.einsum("bd,bmd->bm", query, negative)  # (B, M)

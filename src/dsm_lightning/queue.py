@@ -17,8 +17,10 @@ class KeyQueue(nn.Module):
     random vectors, whose logits would be near 0 and make the task artificially easy; it
     just grows until it wraps around.
 
-    Buffers: ``keys`` ``(size, dim)``, ``ptr`` (next write position) and ``filled`` (number
-    of valid rows, at most ``size``), all persistent.
+    Buffers: ``keys`` ``(size, dim)``, ``ids`` ``(size,)`` (the video index of each key, -1
+    when unknown: lets the loss ignore stale keys of the query's own video, which a queue
+    larger than the dataset is bound to hold), ``ptr`` (next write position) and ``filled``
+    (number of valid rows, at most ``size``), all persistent.
 
     Args:
         size: number of keys ``K`` kept.
@@ -29,6 +31,7 @@ class KeyQueue(nn.Module):
     """
 
     keys: Tensor
+    ids: Tensor
     ptr: Tensor
     filled: Tensor
 
@@ -40,23 +43,27 @@ class KeyQueue(nn.Module):
             raise ValueError(f"queue dim must be >= 1, got {dim}")
         self.size, self.dim = int(size), int(dim)
         self.register_buffer("keys", torch.zeros(self.size, self.dim))
+        self.register_buffer("ids", torch.full((self.size,), -1, dtype=torch.long))
         self.register_buffer("ptr", torch.zeros((), dtype=torch.long))
         self.register_buffer("filled", torch.zeros((), dtype=torch.long))
 
     @torch.no_grad()
-    def enqueue(self, keys: Tensor) -> None:
+    def enqueue(self, keys: Tensor, ids: Tensor | None = None) -> None:
         """Append keys, overwriting the oldest ones when full (wrap-around).
 
         A batch larger than the queue keeps its last ``size`` keys.
 
         Args:
             keys: ``(N, dim)``; detached and cast to the queue's dtype.
+            ids: ``(N,)`` video indices of the keys (None = unknown, stored as -1).
 
         Raises:
             ValueError: wrong shape.
         """
         if keys.ndim != 2 or keys.shape[1] != self.dim:
             raise ValueError(f"keys must have shape (N, {self.dim}), got {tuple(keys.shape)}")
+        if ids is not None and ids.shape != keys.shape[:1]:
+            raise ValueError(f"ids must have shape ({keys.shape[0]},), got {tuple(ids.shape)}")
         n = keys.shape[0]
         if n == 0:
             return
@@ -65,6 +72,7 @@ class KeyQueue(nn.Module):
         start = self.ptr + (n - kept)
         index = (start + torch.arange(kept, device=self.keys.device)) % self.size
         self.keys[index] = keys[n - kept :]
+        self.ids[index] = -1 if ids is None else ids[n - kept :].to(self.ids)
         self.ptr.copy_((self.ptr + n) % self.size)
         self.filled.copy_(torch.clamp(self.filled + n, max=self.size))
 
@@ -73,6 +81,11 @@ class KeyQueue(nn.Module):
         filled = int(self.filled)
         # Until the first wrap-around rows [0, filled) are exactly the written ones.
         return self.keys if filled == self.size else self.keys[:filled]
+
+    def valid_ids(self) -> Tensor:
+        """Video indices ``(min(seen, size),)`` aligned with :meth:`valid_keys` (-1 = unknown)."""
+        filled = int(self.filled)
+        return self.ids if filled == self.size else self.ids[:filled]
 
     def forward(self) -> Tensor:
         """Same as :meth:`valid_keys`."""

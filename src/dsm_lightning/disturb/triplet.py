@@ -65,7 +65,9 @@ class TripletBuilder(nn.Module):
       data layer's temporally shifted clip of the same video) with exactly the anchor's
       simple-augmentation map; a frame-level kind (``swap``, ``insert``, ``shuffle``,
       ``reverse``, ``static``) = a re-ordering of the augmented anchor's frames, never in the
-      anchor's order. Absent when ``negative_kinds`` is empty (MoCo).
+      anchor's order. Absent when ``negative_kinds`` is empty (MoCo). With
+      ``negative_mode="all"`` every clip gets one negative of *each* kind, stacked as
+      ``(B, M, 3, T, S, S)`` (``M = len(negative_kinds)``, in that order).
 
     Randomness: ``forward(..., generator=g)`` uses ``g`` (draws happen on ``g.device``; a CPU
     generator gives the same triplet parameters on any device). Without ``g`` the builder's own
@@ -97,6 +99,9 @@ class TripletBuilder(nn.Module):
             ``("shift", "swap", "insert", "shuffle", "reverse", "static")``; empty = no negative.
         negative_probs: selection probabilities for ``negative_kinds`` (None = uniform).
         local_fraction: fraction of T moved by ``swap`` / ``insert`` (at least one frame).
+        negative_mode: ``"sample"``: one hard negative per clip, its kind drawn with
+            ``negative_probs``; ``"all"``: one hard negative per kind and clip, stacked on a new
+            dim 1 (more motion signal per step; the losses accept ``(B, M, ...)``).
         dtype: output dtype, ``"float32"``, ``"bfloat16"`` or ``"float16"``.
         seed: seed of the builder's own generator (None = global RNG).
 
@@ -126,6 +131,7 @@ class TripletBuilder(nn.Module):
         negative_kinds: tuple[str, ...] = ("shift",),
         negative_probs: tuple[float, ...] | None = None,
         local_fraction: float = 0.1,
+        negative_mode: str = "sample",
         dtype: str = "float32",
         seed: int | None = None,
     ) -> None:
@@ -194,6 +200,11 @@ class TripletBuilder(nn.Module):
                 f"local_fraction must be in (0, 0.5], got local_fraction={local_fraction}"
             )
         self.local_fraction = float(local_fraction)
+        if negative_mode not in ("sample", "all"):
+            raise ValueError(
+                f"negative_mode must be 'sample' or 'all', got negative_mode={negative_mode!r}"
+            )
+        self.negative_mode = negative_mode
         if dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of {tuple(_DTYPES)}, got dtype={dtype!r}")
         self.dtype = dtype
@@ -343,28 +354,15 @@ class TripletBuilder(nn.Module):
         )
         out = {"anchor": anchor, "positive": positive[:, 0]}
         if kinds:
-            frame_kinds = tuple(k for k in kinds if k in FRAME_KINDS)
-            negative = anchors[:, 1] if use_shift else None
-            if frame_kinds:
-                frame_probs = tuple(p for k, p in zip(kinds, probs) if k in FRAME_KINDS)
-                index, _ = sample_frame_indices(
-                    video.shape[0],
-                    video.shape[2],
-                    kinds=frame_kinds,
-                    probs=frame_probs,
-                    local_fraction=self.local_fraction,
-                    generator=g,
-                    device=video.device,
+            shifted = anchors[:, 1] if use_shift else None
+            if self.negative_mode == "all":
+                out["negative"] = torch.stack(
+                    [shifted if kind == "shift" else self._reorder(anchor, (kind,), (1.0,), g)
+                     for kind in kinds],
+                    dim=1,
                 )
-                reordered = reorder_frames(anchor, index)
-                if negative is None:
-                    negative = reordered
-                else:
-                    shift_weight = probs[kinds.index("shift")]
-                    pick_shift = rand_uniform((video.shape[0],), generator=g, device=video.device)
-                    pick_shift = (pick_shift < shift_weight)[:, None, None, None, None]
-                    negative = torch.where(pick_shift, negative, reordered)
-            out["negative"] = negative
+            else:
+                out["negative"] = self._sample_negative(anchor, shifted, kinds, probs, g)
         if return_field:
             out["field"] = (
                 field
@@ -373,6 +371,39 @@ class TripletBuilder(nn.Module):
                                  device=video.device)
             )
         return out
+
+    def _reorder(
+        self, anchor: Tensor, kinds: tuple[str, ...], probs: tuple[float, ...],
+        g: torch.Generator | None,
+    ) -> Tensor:
+        """Frame-level negatives: the anchor's frames re-indexed, one drawn kind per clip."""
+        index, _ = sample_frame_indices(
+            anchor.shape[0],
+            anchor.shape[2],
+            kinds=kinds,
+            probs=probs,
+            local_fraction=self.local_fraction,
+            generator=g,
+            device=anchor.device,
+        )
+        return reorder_frames(anchor, index)
+
+    def _sample_negative(
+        self, anchor: Tensor, shifted: Tensor | None, kinds: tuple[str, ...],
+        probs: tuple[float, ...], g: torch.Generator | None,
+    ) -> Tensor:
+        """One hard negative per clip, its kind drawn with ``probs`` (``negative_mode="sample"``)."""
+        frame_kinds = tuple(k for k in kinds if k in FRAME_KINDS)
+        if not frame_kinds:
+            return shifted
+        frame_probs = tuple(p for k, p in zip(kinds, probs) if k in FRAME_KINDS)
+        reordered = self._reorder(anchor, frame_kinds, frame_probs, g)
+        if shifted is None:
+            return reordered
+        shift_weight = probs[kinds.index("shift")]
+        pick_shift = rand_uniform((anchor.shape[0],), generator=g, device=anchor.device)
+        pick_shift = (pick_shift < shift_weight)[:, None, None, None, None]
+        return torch.where(pick_shift, shifted, reordered)
 
     def train_transform(self, video: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Simple augmentation + normalisation (fine-tuning), one draw per clip.

@@ -76,6 +76,14 @@ class DSMLightningModule(pl.LightningModule):
         lr_schedule: ``"cosine"`` (to 0 over the run) or ``"constant"`` after warm-up.
         sync_batchnorm: convert BatchNorm layers to SyncBatchNorm when running on > 1 device.
         query_view: ``"positive"`` or ``"anchor"``: which clip goes through the query encoder.
+        negative_encoder: which encoder embeds the hard negatives. ``"query"`` (the public
+            code): ``f`` with gradient, in a forward pass of its own. ``"key"``: the momentum
+            encoder ``g`` without gradient, in the same pass as the keys, so positive and
+            hard-negative logits compare embeddings of one encoder with one set of BatchNorm
+            batch statistics (robust at small batch / fast learning rates).
+        exclude_same_video: ignore queue keys of the query's own video (by the batch's
+            ``index``): with a queue larger than the dataset they are stale copies of the
+            positive, i.e. false negatives.
         export_encoder: ``encoder.pt`` path written at the end of fit (relative paths are
             under ``trainer.log_dir``); None disables the export.
         num_classes: unused by pretraining; accepted so a CLI link from the data is harmless.
@@ -108,6 +116,8 @@ class DSMLightningModule(pl.LightningModule):
         lr_schedule: str = "cosine",
         sync_batchnorm: bool = False,
         query_view: str = "positive",
+        negative_encoder: str = "query",
+        exclude_same_video: bool = True,
         export_encoder: str | None = "encoder.pt",
         num_classes: int | None = None,
     ) -> None:
@@ -117,6 +127,7 @@ class DSMLightningModule(pl.LightningModule):
         _choice("optimizer", optimizer, ("sgd", "adamw"))
         _choice("lr_schedule", lr_schedule, ("cosine", "constant"))
         _choice("query_view", query_view, ("positive", "anchor"))
+        _choice("negative_encoder", negative_encoder, ("query", "key"))
         if not 0.0 <= momentum <= 1.0:
             raise ValueError(f"momentum must be in [0, 1], got {momentum}")
         for name, value in (("temperature", temperature), ("lr", lr),
@@ -221,33 +232,46 @@ class DSMLightningModule(pl.LightningModule):
             views = {"query": batch["anchor"], "key": batch["positive"]}
         if method != "moco":
             views["negative"] = batch["negative"]
+        if batch.get("index") is not None:
+            views["index"] = batch["index"]
         return views
 
     def forward_views(self, views: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        """Embed the views: ``query`` and ``negative`` by ``f`` (one pass), ``key`` by ``g``.
+        """Embed the views: ``query`` by ``f``, ``key`` by ``g``, ``negative`` per ``negative_encoder``.
 
         ``negative`` may be ``(B, C, T, H, W)`` or ``(B, M, C, T, H, W)`` (``M`` hard
-        negatives per sample, embedded as ``(B, M, proj_dim)``). In ``dsm_triplet`` every
-        view goes through ``f`` with gradient.
+        negatives per sample, embedded as ``(B, M, proj_dim)``). Queries and hard negatives
+        never share a BatchNorm batch: a shared batch would give them common statistics that
+        make ``q.n`` larger than ``q.k+`` regardless of content. In ``dsm_triplet`` (one
+        encoder, no momentum copy) every view goes through ``f`` with gradient, one pass.
         """
-        query = views["query"]
-        online = [query]
-        if self.momentum_encoder is None:
-            online.append(views["key"])
         negative = views.get("negative")
+        flat_negative = None
         if negative is not None:
-            online.append(negative.flatten(0, 1) if negative.ndim == 6 else negative)
-        # One pass of f over the concatenated clips: shared BatchNorm statistics.
-        embedded = self.encode_query(torch.cat(online, dim=0)).split(
-            [clips.shape[0] for clips in online], dim=0
-        )
-        out = {"query": embedded[0]}
+            flat_negative = negative.flatten(0, 1) if negative.ndim == 6 else negative
         if self.momentum_encoder is None:
-            out["key"] = embedded[1]
+            online = [views["query"], views["key"]]
+            if flat_negative is not None:
+                online.append(flat_negative)
+            embedded = self.encode_query(torch.cat(online, dim=0)).split(
+                [clips.shape[0] for clips in online], dim=0
+            )
+            out = {"query": embedded[0], "key": embedded[1]}
+            if flat_negative is not None:
+                out["negative"] = embedded[2]
         else:
-            out["key"] = self.encode_key(views["key"])
+            out = {"query": self.encode_query(views["query"])}
+            by_key = flat_negative is not None and self.hparams.negative_encoder == "key"
+            keys = self.encode_key(
+                torch.cat([views["key"], flat_negative]) if by_key else views["key"]
+            )
+            out["key"] = keys[: views["key"].shape[0]]
+            if by_key:
+                out["negative"] = keys[views["key"].shape[0]:]
+            elif flat_negative is not None:
+                out["negative"] = self.encode_query(flat_negative)
         if negative is not None:
-            out["negative"] = embedded[-1].reshape(*negative.shape[: negative.ndim - 4], -1)
+            out["negative"] = out["negative"].reshape(*negative.shape[: negative.ndim - 4], -1)
         return out
 
     def compute_loss(
@@ -266,22 +290,29 @@ class DSMLightningModule(pl.LightningModule):
             )
         # A copy: the queue buffer is updated in place after the loss, before backward.
         queue = self.queue.valid_keys().clone()
+        mask = None
+        if hp.exclude_same_video and views.get("index") is not None:
+            ids = self.queue.valid_ids()
+            mask = (ids[None, :] == views["index"][:, None]) & (ids[None, :] >= 0)
         return dsm_infonce_loss(
             outputs["query"], outputs["key"], queue, outputs.get("negative"),
             temperature=hp.temperature, negative_weight=hp.hard_negative_weight,
+            queue_mask=mask,
         )
 
-    def enqueue_keys(self, outputs: Mapping[str, Tensor]) -> None:
-        """Append this step's keys, gathered from every rank, to the queue (no-op without one)."""
+    def enqueue_keys(self, outputs: Mapping[str, Tensor], ids: Tensor | None = None) -> None:
+        """Append this step's keys (and video ids), gathered from every rank, to the queue."""
         if self.queue is not None:
-            self.queue.enqueue(gather_no_grad(outputs["key"]))
+            self.queue.enqueue(
+                gather_no_grad(outputs["key"]), None if ids is None else gather_no_grad(ids)
+            )
 
     def training_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor:
         """Unpack, encode, loss, enqueue the keys, log."""
         views = self.unpack_batch(batch)
         outputs = self.forward_views(views)
         loss, stats = self.compute_loss(views, outputs)
-        self.enqueue_keys(outputs)
+        self.enqueue_keys(outputs, views.get("index"))
         self.log_step(loss, stats, batch_size=views["query"].shape[0])
         return loss
 
