@@ -10,9 +10,9 @@
 Throughput is counted between the ends of training steps after a warm-up (worker start,
 first allocations), so both sides are timed the same way. Ratio = fed / model-only, goal 0.9.
 
-Full mode uses torchvision ``r3d_18`` on 8 x 56 x 56 clips (batch 4): at the paper's
-16 x 112 x 112 one DSM step of batch 8 takes over a minute on 2 CPU cores, too long for a
-benchmark run; quick mode uses ``tiny3d``. Run: ``python -m benchmarks.bench_pretrain``.
+Full mode uses torchvision ``r3d_18`` on 8 x 56 x 56 clips (batch 2, 2 workers): at the
+paper's 16 x 112 x 112 one DSM step of batch 8 (two forward+backward passes and a key pass)
+takes over a minute on 2 CPU cores, too long for a benchmark run; quick mode uses ``tiny3d``. Run: ``python -m benchmarks.bench_pretrain``.
 """
 
 from __future__ import annotations
@@ -76,10 +76,10 @@ class InMemoryTriplets(pl.LightningDataModule):
         return DataLoader(_RepeatBatch(self.batch, self.steps), batch_size=None)
 
 
-def trainer(max_steps: int, callbacks: list, **kwargs: Any) -> pl.Trainer:
+def trainer(max_steps: int, callbacks: list, devices: int = 1, **kwargs: Any) -> pl.Trainer:
     """A quiet single-process CPU Trainer that stops after ``max_steps`` steps (-1: epochs)."""
     return pl.Trainer(
-        accelerator="cpu", devices=1, max_steps=max_steps, logger=False,
+        accelerator="cpu", devices=devices, max_steps=max_steps, logger=False,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
         limit_val_batches=0, num_sanity_val_steps=0, callbacks=callbacks, **kwargs,
     )
@@ -92,13 +92,13 @@ def settings(quick: bool) -> dict[str, Any]:
             backbone="tiny3d", backbone_kwargs={"width": 4},
             clip=dict(num_frames=4, stride=2, frame_size=32, crop_size=28),
             synthetic=dict(QUICK_SYNTHETIC, cache_dir=tempfile.mkdtemp(prefix="bench-pre-")),
-            batch=2, workers=0, warmup=1, steps=3,
+            batch=2, workers=0, warmup=1, steps=2,
         )
     return dict(
         backbone="r3d_18", backbone_kwargs={},
         clip=dict(num_frames=8, stride=4, frame_size=64, crop_size=56),
         synthetic=dict(),  # the default synthetic set: 8 classes x 48 videos, 64 px
-        batch=4, workers=2, warmup=2, steps=6,
+        batch=2, workers=2, warmup=1, steps=4,
     )
 
 

@@ -80,7 +80,8 @@ class SpeedTripletBuilder(TripletBuilder):
     """``TripletBuilder`` whose negative is, for a ``speed_prob`` fraction of the clips, the
     augmented anchor replayed 2-3x faster (:func:`speed_indices`).
 
-    With ``negative_kinds=()`` every clip gets the speed negative.
+    With ``negative_kinds=()`` every clip gets the speed negative; with
+    ``negative_mode="all"`` it is appended as one more negative per clip, ``(B, M + 1, ...)``.
 
     Args:
         speed_prob: probability that a clip's negative is the speed negative.
@@ -118,10 +119,14 @@ class SpeedTripletBuilder(TripletBuilder):
         batch, frames = video.shape[0], video.shape[2]
         index = speed_indices(batch, frames, self.speeds, generator=g, device=video.device)
         negative = reorder_frames(out["anchor"], index)
-        if "negative" in out:
+        if "negative" not in out:
+            out["negative"] = negative
+        elif out["negative"].dim() == 6:  # negative_mode="all": one more kind, (B, M + 1, ...)
+            out["negative"] = torch.cat([out["negative"], negative[:, None]], dim=1)
+        else:
             pick = rand_uniform((batch,), generator=g, device=video.device) < self.speed_prob
-            negative = torch.where(pick[:, None, None, None, None], negative, out["negative"])
-        out["negative"] = negative
+            out["negative"] = torch.where(pick[:, None, None, None, None], negative,
+                                          out["negative"])
         return out
 
     def extra_repr(self) -> str:

@@ -8,8 +8,9 @@ Configuration is constructor signatures: every argument of the chosen classes is
 from YAML or as a flag, and ``--print_config`` writes a complete, re-runnable config.
 
 Values shared by data and model are linked, not typed twice: ``data.num_classes`` feeds the
-model's ``num_classes`` and ``data.n_clips`` / ``data.n_crops`` the model's ``n_clips`` /
-``n_crops``, each only when the chosen model has that argument.
+model's ``num_classes`` (``data.class_names`` its ``class_names``) and ``data.n_clips`` / ``data.n_crops`` the model's ``n_clips`` /
+``n_crops``, each only when the chosen model has that argument; ``data.crop_size`` sets the
+crop of a ``TripletBuilder`` given as ``data.augment``.
 
 A wrong configuration (unknown key, wrong type, missing file, invalid value) ends the
 command with one short message naming the key or file, exit code 2; ``DSM_DEBUG=1`` shows
@@ -49,9 +50,11 @@ DEFAULT_TRAINER: dict[str, Any] = {
 PARSE_LINKS: tuple[tuple[str, str], ...] = (
     ("data.init_args.n_clips", "model.init_args.n_clips"),
     ("data.init_args.n_crops", "model.init_args.n_crops"),
+    ("data.init_args.crop_size", "data.init_args.augment.init_args.crop_size"),
 )
 INSTANTIATE_LINKS: tuple[tuple[str, str], ...] = (
     ("data.num_classes", "model.init_args.num_classes"),
+    ("data.class_names", "model.init_args.class_names"),
 )
 
 # Modules whose classes must be imported so jsonargparse resolves their short class names.

@@ -72,9 +72,13 @@ class DemoConfig:
     negative_kinds: tuple[str, ...] = ("shift", "reverse", "shuffle", "static")
     hard_negative_weight: float = 1.0
     negative_encoder: str = "key"
+    negative_mode: str = "all"
     spatial_kinds: tuple[str, ...] = ("tps", "points")
     tps_jitter: float = 0.1
     crop_scale: tuple[float, float] = (0.5, 1.0)
+    # The synthetic classes are direction-sensitive (left vs right, clockwise vs not), as in
+    # Something-Something: a horizontal flip changes the label, so it is off for both methods.
+    flip_prob: float = 0.0
     # evaluation
     eval_clips: int = 2
     methods: tuple[str, ...] = METHODS
@@ -128,7 +132,8 @@ def _datamodule(cfg: DemoConfig, task: str, augment: Any = None):
 def _augment(cfg: DemoConfig, method: str):
     from dsm_lightning.disturb.triplet import TripletBuilder
 
-    common = dict(crop_size=cfg.crop_size, crop_scale=cfg.crop_scale, seed=None)
+    common = dict(crop_size=cfg.crop_size, crop_scale=cfg.crop_scale, flip_prob=cfg.flip_prob,
+                  seed=None)
     if method == "moco":
         return TripletBuilder.moco(**common)
     return TripletBuilder(
@@ -136,6 +141,7 @@ def _augment(cfg: DemoConfig, method: str):
         spatial_kinds=cfg.spatial_kinds,
         tps_jitter=cfg.tps_jitter,
         negative_kinds=cfg.negative_kinds,
+        negative_mode=cfg.negative_mode,
     )
 
 

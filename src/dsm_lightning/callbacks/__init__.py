@@ -1,4 +1,4 @@
-"""Callbacks: online kNN monitor (and, from other files, media / throughput callbacks).
+"""Callbacks: online kNN monitor, triplet media logger (and throughput / export callbacks).
 
 Names are imported lazily (PEP 562) so a missing or heavy sibling does not break import.
 """
@@ -11,6 +11,7 @@ from typing import Any
 _EXPORTS = {
     "KNNMonitor": "dsm_lightning.callbacks.knn",
     "weighted_knn_predict": "dsm_lightning.callbacks.knn",
+    "TripletMediaLogger": "dsm_lightning.callbacks.media",
 }
 
 __all__ = list(_EXPORTS)

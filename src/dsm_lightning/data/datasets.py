@@ -206,7 +206,8 @@ class VideoDataset(Dataset):
         out = []
         for clip in clips:
             array = np.stack([frames[first + i] for i in clip.frame_indices])  # (T, H, W, C)
-            out.append(torch.from_numpy(array).permute(3, 0, 1, 2).contiguous())
+            # numpy's uint8 transpose copy is ~30x faster than torch's permute().contiguous()
+            out.append(torch.from_numpy(np.ascontiguousarray(array.transpose(3, 0, 1, 2))))
         return out
 
     def _load(self, index: int, generator: torch.Generator) -> dict[str, Any]:

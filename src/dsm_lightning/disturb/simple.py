@@ -364,11 +364,11 @@ def augment_clips(
     matrix = params.color_matrix.to(x.device) * scale / std_t[:, None]
     shift = (params.color_shift.to(x.device) * gray_mean)[:, None]
     bias = (shift - mean_t) / std_t  # (B, 3)
-    out = torch.bmm(matrix.repeat_interleave(n, dim=0), y)
     bias = bias.repeat_interleave(n, dim=0)[:, :, None]
+    out = torch.baddbmm(bias, matrix.repeat_interleave(n, dim=0), y)  # bias added in the GEMM
     for channel in range(c):  # three channels: scalar clip bounds are much faster
         low, high = -mean[channel] / std[channel], (1 - mean[channel]) / std[channel]
-        out[:, channel].add_(bias[:, channel]).clamp_(low, high)
+        out[:, channel].clamp_(low, high)
     return out.view(b, n, c, t, size, size).to(dtype)
 
 

@@ -77,10 +77,13 @@ class DSMLightningModule(pl.LightningModule):
         sync_batchnorm: convert BatchNorm layers to SyncBatchNorm when running on > 1 device.
         query_view: ``"positive"`` or ``"anchor"``: which clip goes through the query encoder.
         negative_encoder: which encoder embeds the hard negatives. ``"query"`` (the public
-            code): ``f`` with gradient, in a forward pass of its own. ``"key"``: the momentum
-            encoder ``g`` without gradient, in the same pass as the keys, so positive and
-            hard-negative logits compare embeddings of one encoder with one set of BatchNorm
-            batch statistics (robust at small batch / fast learning rates).
+            code): ``f`` with gradient, in a forward pass of its own; fair only while ``f``
+            and its EMA ``g`` stay close (slow learning rates, momentum 0.999): otherwise
+            ``q.n`` (f against f) beats ``q.k+`` (f against g) whatever the content.
+            ``"key"``: the logit uses ``g(n)``, computed in the same pass as the keys (one
+            encoder, one set of BatchNorm statistics for ``k+`` and ``n``), and the gradient
+            reaches ``f`` through a straight-through ``f(n)`` (value of ``g(n)``, gradient of
+            ``f(n)``), so ``f`` still learns to push disturbed clips away.
         exclude_same_video: ignore queue keys of the query's own video (by the batch's
             ``index``): with a queue larger than the dataset they are stale copies of the
             positive, i.e. false negatives.
@@ -266,10 +269,11 @@ class DSMLightningModule(pl.LightningModule):
                 torch.cat([views["key"], flat_negative]) if by_key else views["key"]
             )
             out["key"] = keys[: views["key"].shape[0]]
-            if by_key:
-                out["negative"] = keys[views["key"].shape[0]:]
-            elif flat_negative is not None:
-                out["negative"] = self.encode_query(flat_negative)
+            if flat_negative is not None:
+                online = self.encode_query(flat_negative)
+                if by_key:  # value of g(n), gradient of f(n)
+                    online = keys[views["key"].shape[0]:] + online - online.detach()
+                out["negative"] = online
         if negative is not None:
             out["negative"] = out["negative"].reshape(*negative.shape[: negative.ndim - 4], -1)
         return out

@@ -1,0 +1,222 @@
+"""The `dsm` CLI end to end on the synthetic source: fit from a printed config, then fine-tune
+and retrieval tests from its encoder.pt; links; short error messages; offline wandb media."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from dsm_lightning import cli
+from dsm_lightning.callbacks.media import TripletMediaLogger
+
+ROOT = Path(__file__).resolve().parents[1]
+DSM = [sys.executable, "-m", "dsm_lightning.cli"]  # the console script, in a subprocess
+
+T, S = 4, 32  # frames and crop of the tiny runs
+
+DATA = {
+    "class_path": "VideoDataModule",
+    "init_args": {
+        "num_frames": T, "stride": 2, "frame_size": S, "crop_size": S, "batch_size": 4,
+        "num_workers": 0, "n_clips": 2, "synthetic_classes": 4, "synthetic_videos": 4,
+        "synthetic_eval_videos": 2, "synthetic_frames": 16, "synthetic_size": S,
+    },
+}
+TINY = {"backbone": "tiny3d", "backbone_kwargs": {"width": 4}}
+
+
+@pytest.fixture(autouse=True)
+def _plain_argv(monkeypatch):
+    """LightningCLI warns when pytest's own arguments sit in sys.argv."""
+    monkeypatch.setattr(sys, "argv", ["dsm"])
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> str:
+    return str(tmp_path_factory.mktemp("synthetic"))
+
+
+def _config(tmp: Path, name: str, model: dict, task: str, cache: str, **trainer) -> Path:
+    data = {"class_path": DATA["class_path"],
+            "init_args": {**DATA["init_args"], "task": task, "cache_dir": cache}}
+    config = {
+        "trainer": {"accelerator": "cpu", "devices": 1, "enable_progress_bar": False,
+                    "enable_model_summary": False,
+                    "logger": {"class_path": "CSVLogger",
+                               "init_args": {"save_dir": str(tmp / "runs"), "name": name}},
+                    **trainer},
+        "model": model,
+        "data": data,
+    }
+    path = tmp / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_fit_from_printed_config_then_finetune_and_retrieval(tmp_path: Path, cache: str, capsys):
+    media = {"class_path": "TripletMediaLogger", "init_args": {"max_samples": 2, "max_frames": 8}}
+    model = {"class_path": "DSMLightningModule", "init_args": {**TINY, "queue_size": 32}}
+    source = _config(tmp_path, "pre", model, "pretrain", cache, max_steps=2,
+                     callbacks=[media])
+
+    # --print_config gives a complete config ...
+    with pytest.raises(SystemExit) as stop:
+        cli.build_cli(["fit", "--config", str(source), "--print_config"])
+    assert stop.value.code == 0
+    printed = tmp_path / "printed.yaml"
+    printed.write_text(capsys.readouterr().out)
+    dumped = yaml.safe_load(printed.read_text())
+    import inspect
+
+    from dsm_lightning import DSMLightningModule
+
+    params = set(inspect.signature(DSMLightningModule.__init__).parameters) - {"self"}
+    assert set(dumped["model"]["init_args"]) == params - {"num_classes"}  # linked from data
+    assert dumped["data"]["init_args"]["synthetic_classes"] == 4
+
+    # ... that re-runs
+    assert cli.main(["fit", "--config", str(printed)]) == 0
+    run = tmp_path / "runs" / "pre" / "version_0"
+    assert (run / "config.yaml").is_file()
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["model"] == dumped["model"]
+    encoder = run / "encoder.pt"
+    blob = torch.load(encoder, weights_only=True)
+    assert (blob["backbone"], blob["backbone_kwargs"], blob["num_frames"]) == (
+        "tiny3d", {"width": 4}, T)
+
+    # media: one PNG grid (3 rows: anchor, positive, negative) and one GIF per sample
+    pngs = sorted((run / "media").glob("triplet_e000_s*.png"))
+    gifs = sorted((run / "media").glob("triplet_e000_s*.gif"))
+    assert [p.stem for p in pngs] == ["triplet_e000_s0", "triplet_e000_s1"]
+    assert len(gifs) == 2
+    with Image.open(pngs[0]) as grid:
+        assert grid.size == (T * S + (T - 1) * 2, 3 * S + 2 * 2)
+    with Image.open(gifs[0]) as gif:
+        assert gif.n_frames == T and gif.size == (3 * S + 2 * 2, S)
+
+    # fine-tuning module tested from that encoder: weights, classes and views from the data
+    finetune = {"class_path": "FinetuneModule", "init_args": {"pretrained": str(encoder)}}
+    ft_config = _config(tmp_path, "ft", finetune, "classify", cache)
+    ft = cli.build_cli(["test", "--config", str(ft_config)])
+    for name, value in blob["state_dict"].items():
+        torch.testing.assert_close(ft.model.encoder.state_dict()[name], value)
+    assert ft.model.hparams.num_classes == 4
+    assert ft.model.class_names == ft.datamodule.class_names
+    assert ft.model.hparams.n_clips == 2
+    assert 0.0 <= float(ft.trainer.callback_metrics["test/acc_top1"]) <= 1.0
+
+    # retrieval from the same encoder; no num_classes forced on a module without it
+    out = tmp_path / "retrieval"
+    retrieval = {"class_path": "RetrievalModule",
+                 "init_args": {"pretrained": str(encoder), "ks": [1, 2, 4],
+                               "output_dir": str(out)}}
+    rt_config = _config(tmp_path, "rt", retrieval, "retrieval", cache)
+    rt = cli.build_cli(["test", "--config", str(rt_config)])
+    recalls = rt.model.recalls
+    assert sorted(recalls) == [1, 2, 4]
+    assert 0.0 <= recalls[1] <= recalls[2] <= recalls[4] <= 1.0
+    assert json.loads((out / "retrieval_recall.json").read_text())["1"] == recalls[1]
+    assert "num_classes" not in rt.model.hparams
+    assert "num_classes" not in rt.model.hparams_initial
+
+
+def test_links_fill_model_arguments_from_the_data(tmp_path: Path, cache: str):
+    model = {"class_path": "FinetuneModule", "init_args": TINY}
+    path = _config(tmp_path, "links", model, "classify", cache)
+    built = cli.build_cli(["--config", str(path), "--data.init_args.n_crops", "3",
+                           "--data.init_args.crop_size", "24",
+                           "--data.init_args.augment", "TripletBuilder"], run=False)
+    assert (built.model.hparams.n_clips, built.model.hparams.n_crops) == (2, 3)
+    assert built.model.hparams.num_classes == built.datamodule.num_classes == 4
+    assert built.datamodule.augment.crop_size == 24  # data.crop_size -> augment.crop_size
+
+    pretrain = {"class_path": "DSMLightningModule", "init_args": TINY}
+    path = _config(tmp_path, "links2", pretrain, "pretrain", cache)
+    built = cli.build_cli(["--config", str(path)], run=False)
+    assert built.model.hparams.num_classes == 4
+    assert "n_clips" not in built.model.hparams and "class_names" not in built.model.hparams
+
+
+def _bad_configs(tmp: Path) -> dict[str, tuple[list[str], list[str]]]:
+    """name -> (arguments, strings the message must name)."""
+    unknown = tmp / "unknown.yaml"
+    unknown.write_text("model:\n  class_path: DSMLightningModule\n  init_args:\n    lrr: 0.1\n")
+    wrong = tmp / "wrong.yaml"
+    wrong.write_text("model:\n  class_path: DSMLightningModule\n  init_args:\n    lr: fast\n")
+    missing_pt = tmp / "ft.yaml"
+    missing_pt.write_text(
+        "model:\n  class_path: FinetuneModule\n  init_args:\n"
+        f"    num_classes: 4\n    pretrained: {tmp / 'nowhere' / 'encoder.pt'}\n"
+        f"data:\n  class_path: VideoDataModule\n  init_args:\n    cache_dir: {tmp / 'cache'}\n"
+    )
+    missing_root = tmp / "root.yaml"
+    missing_root.write_text(
+        "model:\n  class_path: FinetuneModule\n"
+        "data:\n  class_path: VideoDataModule\n  init_args:\n    source: folder\n"
+        f"    root: {tmp / 'no_videos'}\n"
+    )
+    return {
+        "unknown key": (["--config", str(unknown)], ["lrr", "did you mean 'lr'"]),
+        "wrong type": (["--config", str(wrong)], ["model.init_args.lr", "float", "fast"]),
+        "missing config": (["--config", str(tmp / "absent.yaml")], ["absent.yaml"]),
+        "missing file": (["--config", str(missing_pt)], [str(tmp / "nowhere" / "encoder.pt")]),
+        "missing data": (["--config", str(missing_root)], [str(tmp / "no_videos")]),
+    }
+
+
+@pytest.mark.parametrize(
+    "case", ["unknown key", "wrong type", "missing config", "missing file", "missing data"]
+)
+def test_config_errors_are_one_short_message(case: str, tmp_path: Path, capsys):
+    args, names = _bad_configs(tmp_path)[case]
+    assert cli.main(["fit", *args]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert err[0].startswith("dsm: error: ")
+    assert len(err) == 2 and len(err[0]) < 300, captured.err
+    for name in names:
+        assert name in err[0]
+    assert "Traceback" not in captured.err and "usage:" not in captured.err
+
+
+def test_media_logger_rejects_bad_arguments():
+    for kwargs in ({"every_n_epochs": 0}, {"max_samples": 0}, {"max_frames": -1}):
+        with pytest.raises(ValueError, match=next(iter(kwargs))):
+            TripletMediaLogger(**kwargs)
+
+
+def test_wandb_offline_from_the_shipped_config(tmp_path: Path, cache: str):
+    """demo_dsm_wandb.yaml logs metrics and triplet media offline, with no login."""
+    overrides = tmp_path / "tiny.yaml"
+    overrides.write_text(yaml.safe_dump({
+        "trainer": {"max_steps": 2, "max_epochs": 1, "enable_progress_bar": False,
+                    "enable_model_summary": False,
+                    "logger": {"class_path": "pytorch_lightning.loggers.WandbLogger",
+                               "init_args": {"save_dir": str(tmp_path / "wb")}},
+                    "callbacks": [{"class_path": "TripletMediaLogger",
+                                   "init_args": {"max_samples": 1}}]},
+        "model": {"init_args": {**TINY, "queue_size": 32}},
+        "data": {"init_args": {**DATA["init_args"], "cache_dir": cache}},
+    }))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env.update(WANDB_MODE="offline", WANDB_DIR=str(tmp_path / "wb"), HOME=str(tmp_path),
+               WANDB_SILENT="true", WANDB_DISABLE_GIT="true")
+    (tmp_path / "wb").mkdir()
+    config = ROOT / "examples" / "configs" / "demo_dsm_wandb.yaml"
+    res = subprocess.run([*DSM, "fit", "--config", str(config), "--config", str(overrides)],
+                         capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    runs = list((tmp_path / "wb" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    assert list(runs[0].glob("run-*.wandb"))
+    media = runs[0] / "files" / "media"
+    assert list(media.glob("images/**/*.png")) and list(media.glob("videos/**/*.gif"))

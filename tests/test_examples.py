@@ -1,0 +1,230 @@
+"""Every script in examples/ runs with ``--fast`` and does what its docstring says.
+
+The scripts run in-process (their ``main(argv)`` returns what they computed); the custom
+objective also runs through the real ``dsm`` console script with
+``examples/custom_objective.yaml``, as documented.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import runpy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dsm_lightning import DSMLightningModule, TripletBuilder
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+SCRIPTS = ["custom_disturbance", "finetune_from_checkpoint", "pretrain_custom_backbone",
+           "retrieval", "temporal_order"]
+# Tiny synthetic data for the CLI run (the --fast settings of the scripts).
+FAST_DATA = {"synthetic_classes": 4, "synthetic_videos": 4, "synthetic_eval_videos": 2,
+             "synthetic_frames": 16, "synthetic_size": 32, "frame_size": 32, "crop_size": 32,
+             "num_frames": 4, "stride": 2, "batch_size": 4, "num_workers": 0}
+
+
+@pytest.fixture(autouse=True)
+def synthetic_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> Path:
+    """One synthetic-video cache for the whole session (the notebooks' tests use the same)."""
+    cache = tmp_path_factory.getbasetemp() / "dsm_synthetic_cache"
+    monkeypatch.setenv("DSM_LIGHTNING_CACHE", str(cache))
+    return cache
+
+
+@pytest.fixture
+def examples_importable(monkeypatch) -> None:
+    """``import examples.<name>`` as from the repository root."""
+    monkeypatch.syspath_prepend(str(ROOT))
+    for name in [m for m in sys.modules if m == "examples" or m.startswith("examples.")]:
+        monkeypatch.delitem(sys.modules, name)
+
+
+def _script(name: str) -> dict:
+    return runpy.run_path(str(EXAMPLES / f"{name}.py"), run_name=f"example_{name}")
+
+
+def _run_fast(name: str, out: Path, *extra: str) -> dict:
+    return _script(name)["main"](["--fast", "--out-dir", str(out), *extra])
+
+
+def _uint8_batch(batch: int = 3, frames: int = 6, size: int = 16, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(batch, 3, frames, size, size, generator=g) * 255).to(torch.uint8)
+
+
+def test_every_example_script_is_tested_and_documents_its_command():
+    assert sorted(p.stem for p in EXAMPLES.glob("*.py") if not p.stem.startswith("_")) == SCRIPTS
+    for name in SCRIPTS:
+        doc = (EXAMPLES / f"{name}.py").read_text()
+        assert f"python examples/{name}.py --fast" in doc
+
+
+# ------------------------------------------------------------------ custom backbone
+def test_pretrain_custom_backbone_trains_the_user_module_and_reloads_it(tmp_path):
+    result = _run_fast("pretrain_custom_backbone", tmp_path)
+    model = result["model"]
+    assert type(model.encoder.model).__name__ == "SeparableNet"
+    assert model.hparams.backbone is None
+    assert math.isfinite(result["metrics"]["train/loss_epoch"])
+    assert result["meta"]["backbone"] is None and result["meta"]["feature_dim"] == 16
+    assert result["features_match"]  # encoder.pt reloads into a fresh SeparableNet exactly
+
+
+# ------------------------------------------------------------------ fine-tuning
+def test_finetune_loads_the_same_encoder_from_ckpt_and_encoder_pt(tmp_path):
+    result = _run_fast("finetune_from_checkpoint", tmp_path)
+    assert result["encoders_match"]
+    assert result["checkpoint"].is_file() and result["encoder"].is_file()
+    results = result["results"]
+    assert set(results) == {"from .ckpt", "from encoder.pt", "random init"}
+    for metrics in results.values():
+        assert 0.0 <= metrics["test/acc_top1"] <= 1.0
+        assert 0.0 <= metrics["test/clip_acc_top1"] <= 1.0
+    # same weights and seed: the two pretrained runs are the same run
+    assert results["from .ckpt"] == results["from encoder.pt"]
+
+
+# ------------------------------------------------------------------ retrieval
+def test_retrieval_reports_recall_and_writes_neighbour_lists(tmp_path):
+    result = _run_fast("retrieval", tmp_path)
+    for recalls in result["recalls"].values():
+        assert list(recalls) == [1, 5, 10]
+        values = list(recalls.values())
+        assert all(0.0 <= v <= 1.0 for v in values) and values == sorted(values)
+    out = tmp_path / "pretrained"
+    saved = json.loads((out / "retrieval_recall.json").read_text())
+    assert {int(k): v for k, v in saved.items()} == result["recalls"]["pretrained"]
+    neighbours = json.loads((out / "retrieval_neighbours.json").read_text())
+    assert len(neighbours) == 4 * 2  # every test video (4 classes x 2) is a query
+    assert all(len(row["neighbours"]) == 10 for row in neighbours)
+
+
+# ------------------------------------------------------------------ custom disturbance
+def test_speed_indices_replay_the_clip_faster_and_never_in_order():
+    speed_indices = _script("custom_disturbance")["speed_indices"]
+    g = torch.Generator().manual_seed(0)
+    index = speed_indices(256, 8, (2, 3), generator=g)
+    steps = (index[:, 1:] - index[:, :-1]) % 8
+    assert ((steps == steps[:, :1]).all(dim=1)).all()  # constant speed per clip
+    assert set(steps[:, 0].tolist()) == {2, 3}
+    assert not (index == torch.arange(8)).all(dim=1).any()
+    with pytest.raises(ValueError, match="speeds"):
+        speed_indices(2, 4, (1,))
+    with pytest.raises(ValueError, match="speeds"):
+        speed_indices(2, 4, (4,))
+
+
+def test_speed_builder_mixes_its_negative_into_the_parents_triplet():
+    builder_cls = _script("custom_disturbance")["SpeedTripletBuilder"]
+    video, shift = _uint8_batch(), _uint8_batch(seed=1)
+    settings = dict(crop_size=12, negative_kinds=("shift", "reverse"), seed=3)
+    parent = TripletBuilder(**settings)(video, shift)
+    never = builder_cls(speed_prob=0.0, **settings)(video, shift)
+    for key in ("anchor", "positive", "negative"):  # the speed draws use their own generator
+        assert torch.equal(never[key], parent[key])
+    always = builder_cls(speed_prob=1.0, **settings)(video, shift)
+    anchor, negative = always["anchor"], always["negative"]
+    assert torch.equal(anchor, parent["anchor"])
+    # every negative frame is the anchor frame (start + speed * t) mod T, speed in {2, 3}
+    dist = torch.cdist(negative.transpose(1, 2).flatten(2), anchor.transpose(1, 2).flatten(2))
+    assert float(dist.amin(dim=2).max()) < 1e-4
+    source = dist.argmin(dim=2)
+    steps = (source[:, 1:] - source[:, :-1]) % video.shape[2]
+    assert ((steps == 2) | (steps == 3)).all() and (steps == steps[:, :1]).all()
+    with pytest.raises(ValueError, match="speed_prob"):
+        builder_cls(speed_prob=1.5)
+
+
+def test_speed_builder_appends_its_negative_in_all_mode():
+    builder_cls = _script("custom_disturbance")["SpeedTripletBuilder"]
+    video, shift = _uint8_batch(), _uint8_batch(seed=1)
+    settings = dict(crop_size=12, negative_kinds=("shift", "reverse"), negative_mode="all",
+                    seed=3)
+    parent = TripletBuilder(**settings)(video, shift)
+    out = builder_cls(**settings)(video, shift)
+    assert out["negative"].shape[:2] == (video.shape[0], 3)  # shift, reverse, speed
+    assert torch.equal(out["negative"][:, :2], parent["negative"])
+
+
+def test_custom_disturbance_script_trains_dsm_with_the_new_builder(tmp_path):
+    result = _run_fast("custom_disturbance", tmp_path)
+    assert result["png"].is_file()
+    assert set(result["triplet"]) == {"anchor", "positive", "negative"}
+    assert 0.0 <= result["metrics"]["train/hn_acc_epoch"] <= 1.0
+
+
+# ------------------------------------------------------------------ temporal-order objective
+def _order_model(**kwargs):
+    from examples.temporal_order import TemporalOrderDSM
+
+    settings = dict(backbone="tiny3d", backbone_kwargs={"width": 4}, queue_size=16,
+                    export_encoder=None)
+    settings.update(kwargs)
+    return TemporalOrderDSM(**settings)
+
+
+def test_temporal_order_overrides_only_small_extension_points(examples_importable):
+    from examples.temporal_order import TemporalOrderDSM
+
+    assert TemporalOrderDSM.training_step is DSMLightningModule.training_step
+    overridden = {name for name, value in vars(TemporalOrderDSM).items() if callable(value)}
+    assert overridden == {"__init__", "unpack_batch", "forward_views", "compute_loss"}
+    with pytest.raises(ValueError, match="order_weight"):
+        _order_model(order_weight=-1.0)
+
+
+def test_temporal_order_loss_is_parent_loss_plus_weighted_order_term(examples_importable):
+    torch.manual_seed(0)
+    model = _order_model(order_weight=0.7)
+    clips = {k: torch.randn(4, 3, 4, 16, 16) for k in ("anchor", "positive", "negative")}
+    views = model.unpack_batch(clips)
+    flipped = views["order_label"].bool()
+    assert torch.equal(views["order_clips"][flipped], views["key"][flipped].flip(2))
+    assert torch.equal(views["order_clips"][~flipped], views["key"][~flipped])
+    outputs = model.forward_views(views)
+    loss, stats = model.compute_loss(views, outputs)
+    parent_loss, _ = DSMLightningModule.compute_loss(model, views, outputs)
+    order = F.cross_entropy(outputs["order_logits"], views["order_label"])
+    torch.testing.assert_close(loss, parent_loss + 0.7 * order)
+    torch.testing.assert_close(stats["order_loss"], order.detach())
+    loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0
+               for p in model.order_head.parameters())
+
+
+def test_temporal_order_script_logs_the_order_term(tmp_path, examples_importable):
+    result = _run_fast("temporal_order", tmp_path)
+    metrics = result["metrics"]
+    assert math.isfinite(metrics["train/order_loss_epoch"])
+    assert 0.0 <= metrics["train/order_acc_epoch"] <= 1.0
+    assert (tmp_path / "encoder.pt").is_file()
+
+
+def test_custom_objective_yaml_runs_with_the_dsm_command(tmp_path, synthetic_cache):
+    data = [f"--data.init_args.{key}={value}" for key, value in FAST_DATA.items()]
+    command = [
+        str(Path(sys.executable).parent / "dsm"), "fit",
+        "--config", str(EXAMPLES / "custom_objective.yaml"),
+        "--trainer.max_epochs=1", "--trainer.log_every_n_steps=1",
+        "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
+        "--model.init_args.backbone_kwargs.width=4", "--model.init_args.queue_size=32", *data,
+    ]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "DSM_LIGHTNING_CACHE": str(synthetic_cache)}
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = tmp_path / "runs" / "temporal_order" / "version_0"
+    assert "examples.temporal_order.TemporalOrderDSM" in (run / "config.yaml").read_text()
+    with open(run / "metrics.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert any(row.get("train/order_loss_step") for row in rows)
+    assert (run / "encoder.pt").is_file()
