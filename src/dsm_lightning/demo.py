@@ -60,7 +60,7 @@ class DemoConfig:
     # model and optimisation
     backbone: str = "tiny3d"
     width: int = 16
-    epochs: int = 12
+    epochs: int = 30
     optimizer: str = "adamw"
     lr: float = 1e-3
     weight_decay: float = 1e-4
@@ -68,10 +68,14 @@ class DemoConfig:
     temperature: float = 0.1
     momentum: float = 0.99
     proj_hidden_dim: int | None = 128
-    # DSM disturbances
-    negative_kinds: tuple[str, ...] = ("shift", "reverse", "shuffle", "static")
-    hard_negative_weight: float = 1.0
-    negative_encoder: str = "key"
+    # DSM disturbances. The synthetic motions are constant over a video, so a temporally
+    # shifted clip has the *same* motion as the anchor: "shift" is a good negative on real
+    # footage (the public code's default) but not here; frame-level kinds are used instead,
+    # one of each per clip, contrasted in an online intra-video term (see
+    # DSMLightningModule's negative_encoder="online") weighted by hard_negative_weight.
+    negative_kinds: tuple[str, ...] = ("reverse", "shuffle", "static")
+    hard_negative_weight: float = 10.0
+    negative_encoder: str = "online"
     negative_mode: str = "all"
     spatial_kinds: tuple[str, ...] = ("tps", "points")
     tps_jitter: float = 0.1

@@ -143,6 +143,7 @@ class VideoDataModule(pl.LightningDataModule):
         synthetic_frames: Frames per synthetic video.
         synthetic_size: Synthetic frame size in pixels.
         bias: Fraction of each class on its own scene in the synthetic train/val/test splits.
+        synthetic_sprites: Sprites per synthetic video (all share the class motion).
         augment: Device-side ``TripletBuilder``; None builds ``TripletBuilder(crop_size)``.
 
     Raises:
@@ -184,6 +185,7 @@ class VideoDataModule(pl.LightningDataModule):
         synthetic_frames: int = 48,
         synthetic_size: int = 64,
         bias: float = 0.9,
+        synthetic_sprites: int = 3,
         augment: TripletBuilder | None = None,
     ) -> None:
         super().__init__()
@@ -219,7 +221,7 @@ class VideoDataModule(pl.LightningDataModule):
             )
         self.synthetic_settings = synthetic.synthetic_settings(
             synthetic_classes, synthetic_videos, synthetic_eval_videos, synthetic_frames,
-            synthetic_size, bias, seed,
+            synthetic_size, bias, seed, synthetic_sprites,
         )
         self.cache_dir = cache_dir or synthetic.default_cache_dir(self.synthetic_settings)
         self._source: SourceSplits | None = None

@@ -55,7 +55,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 FORMAT = "dsm-lightning-synthetic"
-VERSION = 1
+VERSION = 2
 MOTIONS = (
     "move_right", "move_left", "move_up", "move_down", "rotate_cw", "rotate_ccw",
     "zoom_in", "zoom_out", "move_up_right", "move_up_left", "move_down_right", "move_down_left",
@@ -88,6 +88,7 @@ def synthetic_settings(
     size: int = 64,
     bias: float = 0.9,
     seed: int = 0,
+    sprites: int = 3,
 ) -> dict[str, Any]:
     """Validated settings of a synthetic dataset (the cache key).
 
@@ -99,6 +100,9 @@ def synthetic_settings(
         size: Frame height and width in pixels.
         bias: Fraction of each class on its own scene in train / val / test.
         seed: Generation seed.
+        sprites: Sprites per video; all follow the video's class motion, each with its own
+            appearance, position and phase (more of the frame moves, so motion is a visible
+            share of the pixels rather than a detail).
 
     Returns:
         A JSON-serialisable dict.
@@ -118,10 +122,12 @@ def synthetic_settings(
         raise ValueError(f"size must be >= 16, got {size}")
     if not 0.0 <= bias <= 1.0:
         raise ValueError(f"bias must be in [0, 1], got {bias}")
+    if sprites < 1:
+        raise ValueError(f"sprites must be >= 1, got {sprites}")
     return {
         "num_classes": num_classes, "videos_per_class": videos_per_class,
         "eval_videos_per_class": eval_videos_per_class, "num_frames": num_frames,
-        "size": size, "bias": float(bias), "seed": seed, "fps": 25,
+        "size": size, "bias": float(bias), "seed": seed, "fps": 25, "sprites": sprites,
         "format": FORMAT, "version": VERSION,
     }
 
@@ -240,62 +246,64 @@ def render_video(
     motion = MOTIONS[label]
     unit = size / 64.0
     background = _background(scene_image, size, rng).astype(np.float32)
-    # Sprite appearance: star-shaped blob, two-colour stripes, dark rim (class-independent).
-    n_vertices = int(rng.integers(5, 9))
-    radii = rng.uniform(0.55, 1.0, n_vertices)
-    radii[0] = 1.0  # one pronounced tip so orientation is visible
-    colour_a, colour_b = _hsv_colour(rng), _hsv_colour(rng) * 0.55
-    stripe_freq, stripe_angle = rng.uniform(1.2, 2.2), rng.uniform(0, math.pi)
-    base_radius = np.float32(rng.uniform(0.11, 0.17) * size)
-    # Motion parameters with random phases.
-    t = np.arange(frames, dtype=np.float32)
-    centre = np.stack([np.full(frames, rng.uniform(0, size)), np.full(frames, rng.uniform(0, size))], 1)
-    angle = np.full(frames, rng.uniform(0, 2 * math.pi), dtype=np.float32)
-    scale = np.full(frames, math.exp(rng.uniform(*np.log(_SCALE_RANGE))), dtype=np.float32)
-    if motion in _DIRECTIONS:
-        speed = rng.uniform(1.5, 2.5) * unit
-        direction = np.asarray(_DIRECTIONS[motion], dtype=np.float32)
-        centre = centre + t[:, None] * speed * direction[None]
-    elif motion.startswith("rotate"):
-        omega = math.radians(rng.uniform(5.0, 9.0)) * (1 if motion == "rotate_cw" else -1)
-        angle = angle + omega * t  # image y points down: positive angle turns clockwise
-    else:
-        lo, hi = np.log(_SCALE_RANGE)
-        travel = 0.7 * (hi - lo)
-        log_start = rng.uniform(lo, hi - travel)
-        log_scale = log_start + travel * t / max(frames - 1, 1)
-        scale = np.exp(log_scale if motion == "zoom_in" else (hi + lo) - log_scale)
-        scale = scale.astype(np.float32)
-    if only_frame is not None:
-        keep = slice(only_frame, only_frame + 1)
-        centre, angle, scale = centre[keep], angle[keep], scale[keep]
-    centre, angle, scale = (np.asarray(a, dtype=np.float32) for a in (centre, angle, scale))
-    # Vectorised over (T, H, W): toroidal offset to the centre; the costly sprite maths runs
-    # only on pixels inside the sprite's bounding circle.
-    ys, xs = np.meshgrid(np.arange(size, dtype=np.float32) + 0.5,
-                         np.arange(size, dtype=np.float32) + 0.5, indexing="ij")
-    half = np.float32(size / 2)
-    dx = (xs[None] - centre[:, 0, None, None] + half) % size - half
-    dy = (ys[None] - centre[:, 1, None, None] + half) % size - half
-    radius = base_radius * scale
-    near = dx * dx + dy * dy < (radius * radius)[:, None, None]
-    ti, yi, xi = np.nonzero(near)
-    dx, dy = dx[ti, yi, xi], dy[ti, yi, xi]
-    cos, sin, radius = np.cos(angle)[ti], np.sin(angle)[ti], radius[ti]
-    u = (cos * dx + sin * dy) / radius
-    v = (-sin * dx + cos * dy) / radius
-    dist = np.sqrt(u * u + v * v)
-    theta = (np.arctan2(v, u) % (2 * math.pi)) / (2 * math.pi) * n_vertices
-    lower = np.floor(theta).astype(np.int64) % n_vertices
-    frac = theta - np.floor(theta)
-    edge = radii[lower] * (1 - frac) + radii[(lower + 1) % n_vertices] * frac
-    inside = dist < edge
-    rim = dist[inside] > edge[inside] - 0.14
-    stripes = np.floor((u * math.cos(stripe_angle) + v * math.sin(stripe_angle)) * stripe_freq)
-    sprite = np.where((stripes[inside] % 2 == 0)[:, None], colour_a, colour_b)
-    sprite = np.where(rim[:, None], sprite * np.float32(0.25), sprite)
-    video = np.repeat(background[None], len(centre), axis=0)
-    video[ti[inside], yi[inside], xi[inside]] = sprite
+    out_frames = frames if only_frame is None else 1
+    video = np.repeat(background[None], out_frames, axis=0)
+    for _ in range(settings.get("sprites", 1)):
+        # Sprite appearance: star-shaped blob, two-colour stripes, dark rim (class-independent).
+        n_vertices = int(rng.integers(5, 9))
+        radii = rng.uniform(0.55, 1.0, n_vertices)
+        radii[0] = 1.0  # one pronounced tip so orientation is visible
+        colour_a, colour_b = _hsv_colour(rng), _hsv_colour(rng) * 0.55
+        stripe_freq, stripe_angle = rng.uniform(1.2, 2.2), rng.uniform(0, math.pi)
+        base_radius = np.float32(rng.uniform(0.11, 0.17) * size)
+        # Motion parameters with random phases.
+        t = np.arange(frames, dtype=np.float32)
+        centre = np.stack([np.full(frames, rng.uniform(0, size)), np.full(frames, rng.uniform(0, size))], 1)
+        angle = np.full(frames, rng.uniform(0, 2 * math.pi), dtype=np.float32)
+        scale = np.full(frames, math.exp(rng.uniform(*np.log(_SCALE_RANGE))), dtype=np.float32)
+        if motion in _DIRECTIONS:
+            speed = rng.uniform(1.5, 2.5) * unit
+            direction = np.asarray(_DIRECTIONS[motion], dtype=np.float32)
+            centre = centre + t[:, None] * speed * direction[None]
+        elif motion.startswith("rotate"):
+            omega = math.radians(rng.uniform(5.0, 9.0)) * (1 if motion == "rotate_cw" else -1)
+            angle = angle + omega * t  # image y points down: positive angle turns clockwise
+        else:
+            lo, hi = np.log(_SCALE_RANGE)
+            travel = 0.7 * (hi - lo)
+            log_start = rng.uniform(lo, hi - travel)
+            log_scale = log_start + travel * t / max(frames - 1, 1)
+            scale = np.exp(log_scale if motion == "zoom_in" else (hi + lo) - log_scale)
+            scale = scale.astype(np.float32)
+        if only_frame is not None:
+            keep = slice(only_frame, only_frame + 1)
+            centre, angle, scale = centre[keep], angle[keep], scale[keep]
+        centre, angle, scale = (np.asarray(a, dtype=np.float32) for a in (centre, angle, scale))
+        # Vectorised over (T, H, W): toroidal offset to the centre; the costly sprite maths runs
+        # only on pixels inside the sprite's bounding circle.
+        ys, xs = np.meshgrid(np.arange(size, dtype=np.float32) + 0.5,
+                             np.arange(size, dtype=np.float32) + 0.5, indexing="ij")
+        half = np.float32(size / 2)
+        dx = (xs[None] - centre[:, 0, None, None] + half) % size - half
+        dy = (ys[None] - centre[:, 1, None, None] + half) % size - half
+        radius = base_radius * scale
+        near = dx * dx + dy * dy < (radius * radius)[:, None, None]
+        ti, yi, xi = np.nonzero(near)
+        dx, dy = dx[ti, yi, xi], dy[ti, yi, xi]
+        cos, sin, radius = np.cos(angle)[ti], np.sin(angle)[ti], radius[ti]
+        u = (cos * dx + sin * dy) / radius
+        v = (-sin * dx + cos * dy) / radius
+        dist = np.sqrt(u * u + v * v)
+        theta = (np.arctan2(v, u) % (2 * math.pi)) / (2 * math.pi) * n_vertices
+        lower = np.floor(theta).astype(np.int64) % n_vertices
+        frac = theta - np.floor(theta)
+        edge = radii[lower] * (1 - frac) + radii[(lower + 1) % n_vertices] * frac
+        inside = dist < edge
+        rim = dist[inside] > edge[inside] - 0.14
+        stripes = np.floor((u * math.cos(stripe_angle) + v * math.sin(stripe_angle)) * stripe_freq)
+        sprite = np.where((stripes[inside] % 2 == 0)[:, None], colour_a, colour_b)
+        sprite = np.where(rim[:, None], sprite * np.float32(0.25), sprite)
+        video[ti[inside], yi[inside], xi[inside]] = sprite
     return video.clip(0, 255).astype(np.uint8)
 
 

@@ -80,10 +80,17 @@ class DSMLightningModule(pl.LightningModule):
             code): ``f`` with gradient, in a forward pass of its own; fair only while ``f``
             and its EMA ``g`` stay close (slow learning rates, momentum 0.999): otherwise
             ``q.n`` (f against f) beats ``q.k+`` (f against g) whatever the content.
-            ``"key"``: the logit uses ``g(n)``, computed in the same pass as the keys (one
-            encoder, one set of BatchNorm statistics for ``k+`` and ``n``), and the gradient
-            reaches ``f`` through a straight-through ``f(n)`` (value of ``g(n)``, gradient of
-            ``f(n)``), so ``f`` still learns to push disturbed clips away.
+            ``"key"``: ``g(n)`` without gradient, computed in the same pass as the keys (one
+            encoder, one set of BatchNorm statistics for ``k+`` and ``n``): the gradient
+            reaches ``f`` through ``q`` only, along ``k+ - n``, i.e. along what differs
+            between the clip and its disturbed copy. ``"straight_through"``: the value of
+            ``g(n)`` with the gradient of ``f(n)``. ``"online"``: the hard negatives are
+            contrasted in a term of their own, ``-log softmax([q.f(a) | q.f(n_1..M)] / tau)[0]``
+            with the anchor ``a`` and its disturbed copies embedded by ``f`` in one pass (one
+            encoder, one set of BatchNorm statistics, gradient through all three), added to the
+            MoCo term ``[q.g(a) | q.queue]`` with weight ``hard_negative_weight``: what the
+            anchor and its negatives share cancels in the gradient, what differs (motion) gets
+            all of it. The fastest motion learner at small batch and short budgets.
         exclude_same_video: ignore queue keys of the query's own video (by the batch's
             ``index``): with a queue larger than the dataset they are stale copies of the
             positive, i.e. false negatives.
@@ -130,7 +137,8 @@ class DSMLightningModule(pl.LightningModule):
         _choice("optimizer", optimizer, ("sgd", "adamw"))
         _choice("lr_schedule", lr_schedule, ("cosine", "constant"))
         _choice("query_view", query_view, ("positive", "anchor"))
-        _choice("negative_encoder", negative_encoder, ("query", "key"))
+        _choice("negative_encoder", negative_encoder,
+                ("query", "key", "straight_through", "online"))
         if not 0.0 <= momentum <= 1.0:
             raise ValueError(f"momentum must be in [0, 1], got {momentum}")
         for name, value in (("temperature", temperature), ("lr", lr),
@@ -264,16 +272,24 @@ class DSMLightningModule(pl.LightningModule):
                 out["negative"] = embedded[2]
         else:
             out = {"query": self.encode_query(views["query"])}
-            by_key = flat_negative is not None and self.hparams.negative_encoder == "key"
+            mode = self.hparams.negative_encoder
+            if flat_negative is not None and mode == "online":
+                batch = views["key"].shape[0]
+                online = self.encode_query(torch.cat([views["key"], flat_negative]))
+                out["online_key"], out["negative"] = online[:batch], online[batch:]
+                flat_negative = None  # embedded: skip the other modes below
+            by_key = flat_negative is not None and mode not in ("query", "online")
             keys = self.encode_key(
                 torch.cat([views["key"], flat_negative]) if by_key else views["key"]
             )
             out["key"] = keys[: views["key"].shape[0]]
-            if flat_negative is not None:
-                online = self.encode_query(flat_negative)
-                if by_key:  # value of g(n), gradient of f(n)
-                    online = keys[views["key"].shape[0]:] + online - online.detach()
-                out["negative"] = online
+            if by_key:
+                out["negative"] = keys[views["key"].shape[0]:]
+                if mode == "straight_through":  # value of g(n), gradient of f(n)
+                    online = self.encode_query(flat_negative)
+                    out["negative"] = out["negative"] + online - online.detach()
+            elif flat_negative is not None:
+                out["negative"] = self.encode_query(flat_negative)
         if negative is not None:
             out["negative"] = out["negative"].reshape(*negative.shape[: negative.ndim - 4], -1)
         return out
@@ -298,11 +314,24 @@ class DSMLightningModule(pl.LightningModule):
         if hp.exclude_same_video and views.get("index") is not None:
             ids = self.queue.valid_ids()
             mask = (ids[None, :] == views["index"][:, None]) & (ids[None, :] >= 0)
-        return dsm_infonce_loss(
-            outputs["query"], outputs["key"], queue, outputs.get("negative"),
-            temperature=hp.temperature, negative_weight=hp.hard_negative_weight,
+        if "online_key" not in outputs:
+            return dsm_infonce_loss(
+                outputs["query"], outputs["key"], queue, outputs.get("negative"),
+                temperature=hp.temperature, negative_weight=hp.hard_negative_weight,
+                queue_mask=mask,
+            )
+        # negative_encoder="online": MoCo term + weighted intra-video hard-negative term.
+        loss, stats = dsm_infonce_loss(
+            outputs["query"], outputs["key"], queue, None, temperature=hp.temperature,
             queue_mask=mask,
         )
+        intra, intra_stats = dsm_infonce_loss(
+            outputs["query"], outputs["online_key"], None, outputs["negative"],
+            temperature=hp.temperature,
+        )
+        stats.update(intra_loss=intra.detach(), neg_logit=intra_stats["neg_logit"],
+                     hard_negative_accuracy=intra_stats["hard_negative_accuracy"])
+        return loss + hp.hard_negative_weight * intra, stats
 
     def enqueue_keys(self, outputs: Mapping[str, Tensor], ids: Tensor | None = None) -> None:
         """Append this step's keys (and video ids), gathered from every rank, to the queue."""
