@@ -138,14 +138,17 @@ def test_demo_configs_match_the_demo_defaults(parser, method: str):
         assert model.method == method and model.backbone == demo.backbone
         assert model.backbone_kwargs == {"width": demo.width}
         for name in ("optimizer", "lr", "weight_decay", "queue_size", "temperature",
-                     "momentum", "proj_hidden_dim", "hard_negative_weight"):
+                     "momentum", "proj_hidden_dim", "hard_negative_weight",
+                     "negative_encoder"):
             assert getattr(model, name) == getattr(demo, name), name
         assert cfg.trainer.max_epochs == demo.epochs
         assert tuple(augment.crop_scale) == tuple(demo.crop_scale)
+        assert augment.flip_prob == demo.flip_prob
         if method == "dsm":
             assert tuple(augment.negative_kinds) == tuple(demo.negative_kinds)
             assert tuple(augment.spatial_kinds) == tuple(demo.spatial_kinds)
             assert augment.tps_jitter == demo.tps_jitter
+            assert augment.negative_mode == demo.negative_mode
         else:
             assert tuple(augment.negative_kinds) == () and augment.spatial_prob == 0.0
         callbacks = [c.class_path for c in cfg.trainer.callbacks]

@@ -327,3 +327,71 @@ def test_several_hard_negatives_per_sample():
                                model.encode_query(batch["anchor"].flip(2)), atol=1e-5, rtol=0)
     loss, stats = model.compute_loss(views, outputs)
     assert torch.isfinite(loss) and 0 <= stats["hard_negative_accuracy"] <= 1
+
+
+@pytest.mark.parametrize("mode", ["query", "key", "straight_through", "online"])
+def test_negative_encoder_modes_route_values_and_gradients(mode):
+    """Where the hard negative is embedded, and which inputs receive gradient, per mode."""
+    torch.manual_seed(0)
+    model = _module(negative_encoder=mode)
+    model.queue.enqueue(torch.nn.functional.normalize(torch.randn(16, 128), dim=1))
+    batch = make_triplets(4)
+    for key in ("anchor", "positive", "negative"):
+        batch[key].requires_grad_(True)
+    views = model.unpack_batch(batch)
+    outputs = model.forward_views(views)
+    loss, stats = model.compute_loss(views, outputs)
+    loss.backward()
+    assert batch["positive"].grad.abs().sum() > 0
+    with torch.no_grad():
+        g_n = model.encode_key(torch.cat([batch["anchor"], batch["negative"]]))[4:]
+    if mode in ("key", "straight_through"):  # the logit uses g(n): same encoder as k+
+        torch.testing.assert_close(outputs["negative"].detach(), g_n)
+    if mode == "key":
+        assert batch["negative"].grad is None and batch["anchor"].grad is None
+    else:
+        assert batch["negative"].grad.abs().sum() > 0
+    if mode == "online":  # anchor and negatives go through f together: both get gradient
+        assert batch["anchor"].grad.abs().sum() > 0
+        assert "intra_loss" in stats
+        q, a, n = outputs["query"], outputs["online_key"], outputs["negative"]
+        logits = torch.stack([(q * a).sum(1), (q * n).sum(1)], 1) / model.hparams.temperature
+        intra = torch.nn.functional.cross_entropy(logits, torch.zeros(4, dtype=torch.long))
+        assert stats["intra_loss"].item() == pytest.approx(intra.item(), rel=1e-5)
+        assert stats["hard_negative_accuracy"].item() == ((q * a).sum(1) > (q * n).sum(1)).float().mean().item()
+    else:
+        assert batch["anchor"].grad is None
+
+
+def test_online_mode_loss_is_moco_term_plus_weighted_intra_term():
+    torch.manual_seed(1)
+    model = _module(negative_encoder="online", hard_negative_weight=3.0)
+    views = model.unpack_batch(make_triplets(4))
+    outputs = model.forward_views(views)
+    loss, stats = model.compute_loss(views, outputs)
+    moco, _ = model.compute_loss({k: v for k, v in views.items() if k != "negative"},
+                                 {k: v for k, v in outputs.items()
+                                  if k not in ("negative", "online_key")})
+    assert loss.item() == pytest.approx(moco.item() + 3.0 * stats["intra_loss"].item(), rel=1e-5)
+
+
+def test_same_video_keys_are_masked_out_of_the_queue():
+    """A queue holding an older key of the query's own video must not use it as a negative."""
+    torch.manual_seed(2)
+    model = _module(method="moco")
+    batch = make_triplets(4)
+    views = model.unpack_batch(batch)
+    outputs = model.forward_views(views)
+    model.queue.enqueue(outputs["key"], ids=views["index"])  # stale copies of the positives
+    masked, _ = model.compute_loss(views, outputs)
+    model.hparams.exclude_same_video = False
+    unmasked, _ = model.compute_loss(views, outputs)
+    # reference: each query's negatives are the keys of the *other* videos only
+    q, k, tau = outputs["query"], outputs["key"], model.hparams.temperature
+    expected = 0.0
+    for i in range(4):
+        others = torch.cat([k[:i], k[i + 1:]])
+        logits = torch.cat([(q[i] * k[i]).sum()[None], others @ q[i]]) / tau
+        expected += -torch.log_softmax(logits, 0)[0].item() / 4
+    assert masked.item() == pytest.approx(expected, rel=1e-5)
+    assert unmasked.item() > masked.item()  # the stale positives acted as false negatives
