@@ -199,6 +199,22 @@ def test_synthetic_motion_defines_the_class():
                 assert (area[-1] > 1.5 * area[0]) == (label == 6), (label, area[0], area[-1])
 
 
+def test_synthetic_sprites_share_the_motion_and_cover_more_of_the_frame():
+    flat = np.full((64, 64, 3), 128, np.uint8)
+    covered = {}
+    for sprites in (1, 3):
+        settings = synthetic_settings(8, 1, 1, 12, 64, sprites=sprites)
+        fractions = []
+        for seed in range(4):
+            video = render_video(0, flat, settings, np.random.default_rng([seed, 0]))
+            changed = np.abs(np.diff(video.astype(int), axis=0)).sum(-1) > 30
+            fractions.append(changed.mean())
+        covered[sprites] = float(np.mean(fractions))
+    assert covered[3] > 1.8 * covered[1]
+    with pytest.raises(ValueError, match="sprites"):
+        synthetic_settings(sprites=0)
+
+
 # ----------------------------------------------------------------------------- datamodule
 
 

@@ -27,7 +27,9 @@ from dsm_lightning.disturb.spatial import (
 from dsm_lightning.disturb.temporal import (
     FRAME_KINDS,
     NEGATIVE_KINDS,
+    frame_kinds,
     insert_indices,
+    register_frame_kind,
     reorder_frames,
     reverse_indices,
     sample_frame_indices,
@@ -48,6 +50,8 @@ __all__ = [
     "KINETICS_MEAN",
     "KINETICS_STD",
     "NEGATIVE_KINDS",
+    "frame_kinds",
+    "register_frame_kind",
     "SPATIAL_KINDS",
     "SimpleAugParams",
     "TripletBuilder",

@@ -14,17 +14,69 @@ identity ``0, 1, ..., T - 1`` (for ``T >= 2``):
 
 The temporally shifted clip (kind ``"shift"``) comes from the data layer (``video_shift``)
 and is handled by ``TripletBuilder``.
+
+New frame-level kinds plug in with :func:`register_frame_kind`; ``TripletBuilder`` accepts
+every registered name in ``negative_kinds``.
 """
 
 from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
 from dsm_lightning.disturb.simple import choose, rand_uniform, selection_weights
 
+#: The built-in frame-level kinds (see :func:`frame_kinds` for every registered one).
 FRAME_KINDS: tuple[str, ...] = ("swap", "insert", "shuffle", "reverse", "static")
 NEGATIVE_KINDS: tuple[str, ...] = ("shift", *FRAME_KINDS)
+
+#: ``builder(batch, frames, *, length, generator, device) -> (B, T) int64 frame indices``.
+IndexBuilder = Callable[..., Tensor]
+_FRAME_BUILDERS: dict[str, IndexBuilder] = {}
+
+
+def register_frame_kind(
+    name: str, builder: IndexBuilder | None = None, *, overwrite: bool = False
+) -> IndexBuilder | Callable[[IndexBuilder], IndexBuilder]:
+    """Register a frame-level negative kind (usable as a decorator).
+
+    The builder receives ``(batch, frames, *, length, generator, device)`` (``length`` is
+    ``local_fraction * frames``, at least 1) and returns ``(B, T)`` int64 frame indices made
+    with vectorised ops; no row may be the identity (checked on every call).
+
+    Args:
+        name: the kind's name in ``negative_kinds``.
+        builder: the index builder; omitted when used as ``@register_frame_kind("name")``.
+        overwrite: allow replacing an existing kind.
+
+    Raises:
+        ValueError: the name is ``"shift"``, empty, or taken (without ``overwrite``).
+    """
+    if not name or name == "shift":
+        raise ValueError(f"cannot register a frame kind named {name!r}")
+
+    def add(fn: IndexBuilder) -> IndexBuilder:
+        if name in _FRAME_BUILDERS and not overwrite:
+            raise ValueError(f"frame kind {name!r} is already registered")
+        if name in _FRAME_BUILDERS:
+            warnings.warn(f"overwriting frame kind {name!r}", stacklevel=3)
+        _FRAME_BUILDERS[name] = fn
+        return fn
+
+    return add if builder is None else add(builder)
+
+
+def frame_kinds() -> tuple[str, ...]:
+    """Every registered frame-level kind, built-ins first."""
+    return tuple(_FRAME_BUILDERS)
+
+
+def negative_kinds() -> tuple[str, ...]:
+    """Every valid ``negative_kinds`` entry: ``"shift"`` plus the frame-level kinds."""
+    return ("shift", *_FRAME_BUILDERS)
 
 
 def local_length(frames: int, local_fraction: float) -> int:
@@ -153,7 +205,7 @@ def sample_frame_indices(
     Args:
         batch: number of clips B.
         frames: clip length T (>= 2).
-        kinds: non-empty subset of ``FRAME_KINDS``.
+        kinds: non-empty subset of the registered kinds (:func:`frame_kinds`).
         probs: selection probabilities per kind; ``None`` = uniform.
         local_fraction: fraction of T moved by ``swap`` / ``insert``.
         generator: random source.
@@ -165,21 +217,22 @@ def sample_frame_indices(
     Raises:
         ValueError: for an unknown kind, bad ``probs`` or ``frames < 2``.
     """
-    unknown = [k for k in kinds if k not in FRAME_KINDS]
+    unknown = [k for k in kinds if k not in _FRAME_BUILDERS]
     if unknown or not kinds:
-        raise ValueError(f"kinds must be a non-empty subset of {FRAME_KINDS}, got {kinds}")
+        raise ValueError(f"kinds must be a non-empty subset of {frame_kinds()}, got {kinds}")
     if frames < 2:
         raise ValueError(f"frame-level disturbances need at least 2 frames, got frames={frames}")
     weights = selection_weights(kinds, probs, "probs")
     length = local_length(frames, local_fraction)
-    builders = {
-        "swap": lambda: swap_indices(batch, frames, length, generator=generator, device=device),
-        "insert": lambda: insert_indices(batch, frames, length, generator=generator, device=device),
-        "shuffle": lambda: shuffle_indices(batch, frames, generator=generator, device=device),
-        "reverse": lambda: reverse_indices(batch, frames, device=device),
-        "static": lambda: static_indices(batch, frames, generator=generator, device=device),
-    }
-    candidates = torch.stack([builders[k]().to(device) for k in kinds], dim=1)  # (B, K, T)
+    identity = torch.arange(frames, device=device)
+    rows = []
+    for k in kinds:  # one vectorised builder call per kind, not per sample
+        rows.append(_FRAME_BUILDERS[k](batch, frames, length=length, generator=generator,
+                                       device=device).to(device))
+        if rows[-1].shape != (batch, frames) or (rows[-1] == identity).all(dim=1).any():
+            raise ValueError(f"frame kind {k!r} returned {tuple(rows[-1].shape)} indices or an "
+                             "identity row (the negative must not be in the anchor's order)")
+    candidates = torch.stack(rows, dim=1)  # (B, K, T)
     kind = choose(weights, rand_uniform((batch,), generator=generator, device=device))
     index = candidates[torch.arange(batch, device=kind.device), kind]
     return index, kind
@@ -199,3 +252,19 @@ def reorder_frames(video: Tensor, index: Tensor) -> Tensor:
     index = index.to(video.device)
     expanded = index[:, None, :, None, None].expand(b, c, index.shape[1], h, w)
     return torch.gather(video, 2, expanded)
+
+
+register_frame_kind(
+    "swap", lambda b, t, *, length, generator, device: swap_indices(
+        b, t, length, generator=generator, device=device))
+register_frame_kind(
+    "insert", lambda b, t, *, length, generator, device: insert_indices(
+        b, t, length, generator=generator, device=device))
+register_frame_kind(
+    "shuffle", lambda b, t, *, length, generator, device: shuffle_indices(
+        b, t, generator=generator, device=device))
+register_frame_kind(
+    "reverse", lambda b, t, *, length, generator, device: reverse_indices(b, t, device=device))
+register_frame_kind(
+    "static", lambda b, t, *, length, generator, device: static_indices(
+        b, t, generator=generator, device=device))

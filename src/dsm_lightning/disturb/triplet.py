@@ -19,9 +19,8 @@ from dsm_lightning.disturb.simple import (
     spatial_crops,
 )
 from dsm_lightning.disturb.spatial import SPATIAL_KINDS, sample_disturbance_field
+from dsm_lightning.disturb.temporal import negative_kinds as all_negative_kinds
 from dsm_lightning.disturb.temporal import (
-    FRAME_KINDS,
-    NEGATIVE_KINDS,
     reorder_frames,
     sample_frame_indices,
 )
@@ -96,7 +95,9 @@ class TripletBuilder(nn.Module):
         point_shift: (min, max) point-warp shift in pixels of a 112-px frame (scales with the
             crop size).
         negative_kinds: TLD variants chosen per clip, subset of
-            ``("shift", "swap", "insert", "shuffle", "reverse", "static")``; empty = no negative.
+            ``("shift", "swap", "insert", "shuffle", "reverse", "static")`` plus any kind added
+            with :func:`~dsm_lightning.disturb.temporal.register_frame_kind`; empty = no
+            negative.
         negative_probs: selection probabilities for ``negative_kinds`` (None = uniform).
         local_fraction: fraction of T moved by ``swap`` / ``insert`` (at least one frame).
         negative_mode: ``"sample"``: one hard negative per clip, its kind drawn with
@@ -189,7 +190,7 @@ class TripletBuilder(nn.Module):
             )
         self.point_count = count
         self.point_shift = _pair(point_shift, "point_shift", 0.0, 112.0)
-        self.negative_kinds = _kinds(negative_kinds, NEGATIVE_KINDS, "negative_kinds")
+        self.negative_kinds = _kinds(negative_kinds, all_negative_kinds(), "negative_kinds")
         self.negative_probs = (
             selection_weights(self.negative_kinds, negative_probs, "negative_probs")
             if self.negative_kinds
@@ -393,10 +394,10 @@ class TripletBuilder(nn.Module):
         probs: tuple[float, ...], g: torch.Generator | None,
     ) -> Tensor:
         """One hard negative per clip, its kind drawn with ``probs`` (``negative_mode="sample"``)."""
-        frame_kinds = tuple(k for k in kinds if k in FRAME_KINDS)
+        frame_kinds = tuple(k for k in kinds if k != "shift")
         if not frame_kinds:
             return shifted
-        frame_probs = tuple(p for k, p in zip(kinds, probs) if k in FRAME_KINDS)
+        frame_probs = tuple(p for k, p in zip(kinds, probs) if k != "shift")
         reordered = self._reorder(anchor, frame_kinds, frame_probs, g)
         if shifted is None:
             return reordered

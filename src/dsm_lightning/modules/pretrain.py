@@ -65,7 +65,9 @@ class DSMLightningModule(pl.LightningModule):
         momentum: EMA momentum of the key encoder (0.999).
         momentum_schedule: ``"constant"`` or ``"cosine"`` (from ``momentum`` to 1.0 over the
             training steps).
-        hard_negative_weight: weight ``w`` of the hard negatives in the InfoNCE denominator.
+        hard_negative_weight: weight ``w`` of the hard negatives: in the InfoNCE denominator
+            (``log w`` added to their logits) for ``negative_encoder`` query / key /
+            straight_through; the weight of the intra-video term for ``"online"``.
         triplet_margin: margin of the triplet loss.
         inter_video: add the inter-video triplet term.
         optimizer: ``"sgd"`` or ``"adamw"``.
