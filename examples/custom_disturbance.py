@@ -1,33 +1,44 @@
-"""A custom Temporal Local Disturbance plugged into the ``TripletBuilder``: playback speed.
+"""A custom Temporal Local Disturbance registered with ``register_frame_kind``: playback speed.
 
-The new negative replays the anchor's own frames ``speed`` times faster (2x or 3x) from a
-random start, looping: the same scene and the same frames as the anchor, a different motion
-(the idea of speed-prediction pretexts). It is built the way the library builds its own
-frame-level negatives: a ``(B, T)`` frame-index tensor made with vectorised ops (no loop over
-samples or frames) and ``reorder_frames`` on the augmented anchor.
+The new negative replays the anchor's own frames 2x or 3x faster from a random start,
+looping: the same scene and the same frames as the anchor, a different motion (the idea of
+speed-prediction pretexts). Like the library's own frame-level negatives it is a ``(B, T)``
+frame-index tensor made with vectorised ops (no loop over samples or frames), which
+``TripletBuilder`` gathers from the augmented anchor.
 
-How it is plugged in: ``TripletBuilder`` has no registry of negative kinds (its
-``negative_kinds`` must come from the fixed ``NEGATIVE_KINDS``), so ``SpeedTripletBuilder``
-subclasses it and post-processes ``forward``: it calls the parent, then replaces the negative
-of a random ``speed_prob`` fraction of the clips by the speed negative. (The positive has a
-cleaner hook: override ``TripletBuilder.sample_field`` to supply your own warp fields.)
+How it is plugged in: importing this module calls ``register_frame_kind("speed",
+speed_kind)``; from then on ``"speed"`` is a valid ``negative_kinds`` entry of any
+``TripletBuilder``, with ``negative_mode="sample"`` (weighted by ``negative_probs``) and with
+``negative_mode="all"`` (one more negative per clip). No subclass::
+
+    import examples.custom_disturbance  # registers "speed"
+    from dsm_lightning import TripletBuilder
+
+    augment = TripletBuilder(negative_kinds=("shift", "reverse", "speed"),
+                             negative_probs=(0.25, 0.25, 0.5))
 
 Run from the repository root::
 
     python examples/custom_disturbance.py          # triplet picture + DSM pretraining
     python examples/custom_disturbance.py --fast   # seconds (used by the tests)
 
-With the ``dsm`` command, point ``data.init_args.augment`` at the subclass (from the
-repository root, ``PYTHONPATH=.``)::
+From a YAML config: the kind must be registered before the ``TripletBuilder`` is built, and
+the ``dsm`` console script imports no user module by itself (plain ``dsm fit`` stops with
+``negative_kinds must be distinct names from (...)``). Any entry point that imports this
+module and then calls ``dsm_lightning.cli.main`` works; this file is one: ``dsm`` as first
+argument runs the ``dsm`` command with ``"speed"`` registered (same arguments, same YAML)::
 
-    augment:
-      class_path: examples.custom_disturbance.SpeedTripletBuilder
-      init_args: {speed_prob: 0.5, crop_size: 64, negative_kinds: [shift, reverse]}
+    python examples/custom_disturbance.py dsm fit --config examples/configs/demo_dsm.yaml \\
+        --data.init_args.augment.init_args.negative_kinds='[reverse, shuffle, static, speed]'
+
+(or write ``negative_kinds: [reverse, shuffle, static, speed]`` under
+``data.init_args.augment.init_args`` of your own YAML and pass ``--config`` to it).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -36,16 +47,18 @@ import torch
 from torch import Tensor
 
 from dsm_lightning.disturb.simple import rand_uniform
-from dsm_lightning.disturb.temporal import reorder_frames
-from dsm_lightning.disturb.triplet import TripletBuilder
+from dsm_lightning.disturb.temporal import frame_kinds, register_frame_kind
 
-__all__ = ["SpeedTripletBuilder", "main", "speed_indices"]
+__all__ = ["SPEEDS", "dsm", "main", "speed_indices", "speed_kind"]
+
+#: Playback speeds of the registered ``"speed"`` kind (those below the clip length are used).
+SPEEDS: tuple[int, ...] = (2, 3)
 
 
 def speed_indices(
     batch: int,
     frames: int,
-    speeds: Sequence[int] = (2, 3),
+    speeds: Sequence[int] = SPEEDS,
     *,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
@@ -76,61 +89,50 @@ def speed_indices(
     return (start + speed * t) % frames
 
 
-class SpeedTripletBuilder(TripletBuilder):
-    """``TripletBuilder`` whose negative is, for a ``speed_prob`` fraction of the clips, the
-    augmented anchor replayed 2-3x faster (:func:`speed_indices`).
-
-    With ``negative_kinds=()`` every clip gets the speed negative; with
-    ``negative_mode="all"`` it is appended as one more negative per clip, ``(B, M + 1, ...)``.
+def speed_kind(
+    batch: int,
+    frames: int,
+    *,
+    length: int,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """The ``"speed"`` index builder (registry signature): :func:`speed_indices` at ``SPEEDS``.
 
     Args:
-        speed_prob: probability that a clip's negative is the speed negative.
-        speeds: playback speeds (integers >= 2, each < the clip length).
-        **kwargs: every ``TripletBuilder`` argument (``seed`` also seeds the speed draws).
+        batch: number of clips B.
+        frames: clip length T (> 2).
+        length: the registry's local segment length (unused: the whole clip is replayed).
+        generator: random source.
+        device: where the result lives.
+
+    Returns:
+        (B, T) int64 indices, speeds of ``SPEEDS`` below T only.
 
     Raises:
-        ValueError: ``speed_prob`` outside [0, 1] or a speed < 2 (and the parent's checks).
+        ValueError: no speed of ``SPEEDS`` is below T.
     """
+    speeds = tuple(s for s in SPEEDS if s < frames) or SPEEDS  # SPEEDS alone raises, naming T
+    return speed_indices(batch, frames, speeds, generator=generator, device=device)
 
-    def __init__(
-        self, speed_prob: float = 0.5, speeds: tuple[int, ...] = (2, 3), **kwargs: Any
-    ) -> None:
-        super().__init__(**kwargs)
-        if not 0.0 <= speed_prob <= 1.0:
-            raise ValueError(f"speed_prob must be in [0, 1], got speed_prob={speed_prob}")
-        if not speeds or min(int(s) for s in speeds) < 2:
-            raise ValueError(f"speeds must be integers >= 2, got speeds={speeds}")
-        self.speed_prob = float(speed_prob)
-        self.speeds = tuple(int(s) for s in speeds)
-        self._speed_generator = (
-            torch.Generator().manual_seed(self.seed + 1) if self.seed is not None else None
-        )
 
-    def forward(
-        self,
-        video: Tensor,
-        video_shift: Tensor | None = None,
-        generator: torch.Generator | None = None,
-        return_field: bool = False,
-    ) -> dict[str, Tensor]:
-        """The parent's triplet with the speed negative mixed in (see the class docstring)."""
-        out = super().forward(video, video_shift, generator=generator, return_field=return_field)
-        g = generator if generator is not None else self._speed_generator
-        batch, frames = video.shape[0], video.shape[2]
-        index = speed_indices(batch, frames, self.speeds, generator=g, device=video.device)
-        negative = reorder_frames(out["anchor"], index)
-        if "negative" not in out:
-            out["negative"] = negative
-        elif out["negative"].dim() == 6:  # negative_mode="all": one more kind, (B, M + 1, ...)
-            out["negative"] = torch.cat([out["negative"], negative[:, None]], dim=1)
-        else:
-            pick = rand_uniform((batch,), generator=g, device=video.device) < self.speed_prob
-            out["negative"] = torch.where(pick[:, None, None, None, None], negative,
-                                          out["negative"])
-        return out
+# Importing (or re-running) this file registers the kind once; a second run keeps the first.
+if "speed" not in frame_kinds():
+    register_frame_kind("speed", speed_kind)
 
-    def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, speed_prob={self.speed_prob}, speeds={self.speeds}"
+
+def dsm(argv: Sequence[str] | None = None) -> int:
+    """The ``dsm`` command (``dsm_lightning.cli.main``) with ``"speed"`` registered.
+
+    Args:
+        argv: the ``dsm`` arguments, e.g. ``["fit", "--config", "x.yaml"]``; None = sys.argv.
+
+    Returns:
+        The exit code.
+    """
+    from dsm_lightning.cli import main as dsm_main
+
+    return dsm_main(argv)
 
 
 # ------------------------------------------------------------------------------- script
@@ -143,26 +145,31 @@ SETTINGS = {  # (full run, --fast)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """Show one triplet of the custom builder, then pretrain DSM with it."""
+    """Show one triplet of a builder with the speed negative, then pretrain DSM with it."""
     import pytorch_lightning as pl
     from pytorch_lightning.loggers import CSVLogger
 
-    from dsm_lightning import DSMLightningModule, VideoDataModule
+    from dsm_lightning import DSMLightningModule, TripletBuilder, VideoDataModule
     from dsm_lightning.disturb.visualize import save_triplet_png
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fast", action="store_true", help="tiny settings, a few seconds")
     parser.add_argument("--out-dir", default="outputs/examples/custom_disturbance")
-    parser.add_argument("--speed-prob", type=float, default=0.5)
+    parser.add_argument("--speed-prob", type=float, default=0.5,
+                        help="probability that a clip's negative is the speed negative")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    if not 0.0 <= args.speed_prob <= 1.0:
+        raise ValueError(f"speed_prob must be in [0, 1], got speed_prob={args.speed_prob}")
     s = {key: value[int(args.fast)] for key, value in SETTINGS.items()}
     out = Path(args.out_dir)
 
     pl.seed_everything(args.seed, verbose=False)
-    augment = SpeedTripletBuilder(
-        speed_prob=args.speed_prob, crop_size=s["crop_size"], crop_scale=(0.5, 1.0),
-        negative_kinds=("shift", "reverse"), seed=args.seed,
+    other = (1.0 - args.speed_prob) / 2
+    augment = TripletBuilder(
+        crop_size=s["crop_size"], crop_scale=(0.5, 1.0),
+        negative_kinds=("shift", "reverse", "speed"),
+        negative_probs=(other, other, args.speed_prob), seed=args.seed,
     )
     data = VideoDataModule(
         source="synthetic", task="pretrain", num_frames=s["num_frames"], stride=s["stride"],
@@ -202,4 +209,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["dsm"]:
+        sys.exit(dsm(sys.argv[2:]))
     main()

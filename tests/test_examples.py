@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from dsm_lightning import DSMLightningModule, TripletBuilder
+from dsm_lightning.disturb import temporal
+from dsm_lightning.disturb.temporal import frame_kinds, negative_kinds
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -109,8 +111,33 @@ def test_retrieval_reports_recall_and_writes_neighbour_lists(tmp_path):
 
 
 # ------------------------------------------------------------------ custom disturbance
-def test_speed_indices_replay_the_clip_faster_and_never_in_order():
-    speed_indices = _script("custom_disturbance")["speed_indices"]
+@pytest.fixture(autouse=True)
+def frame_kind_registry(monkeypatch) -> None:
+    """Kinds registered by a test (running the example registers "speed") end with it."""
+    monkeypatch.setattr(temporal, "_FRAME_BUILDERS", dict(temporal._FRAME_BUILDERS))
+
+
+@pytest.fixture
+def speed_script() -> dict:
+    """The example run as a script (which registers "speed")."""
+    assert "speed" not in frame_kinds()
+    return _script("custom_disturbance")
+
+
+def _speed_sources(negative: torch.Tensor, anchor: torch.Tensor) -> torch.Tensor:
+    """(B, T) anchor frame each negative frame is a copy of (asserting it is one)."""
+    dist = torch.cdist(negative.transpose(1, 2).flatten(2), anchor.transpose(1, 2).flatten(2))
+    assert float(dist.amin(dim=2).max()) < 1e-4
+    return dist.argmin(dim=2)
+
+
+def _assert_replayed_faster(source: torch.Tensor, frames: int) -> None:
+    steps = (source[:, 1:] - source[:, :-1]) % frames
+    assert ((steps == 2) | (steps == 3)).all() and (steps == steps[:, :1]).all()
+
+
+def test_custom_disturbance_speed_indices_replay_the_clip_faster_never_in_order(speed_script):
+    speed_indices = speed_script["speed_indices"]
     g = torch.Generator().manual_seed(0)
     index = speed_indices(256, 8, (2, 3), generator=g)
     steps = (index[:, 1:] - index[:, :-1]) % 8
@@ -123,43 +150,88 @@ def test_speed_indices_replay_the_clip_faster_and_never_in_order():
         speed_indices(2, 4, (4,))
 
 
-def test_speed_builder_mixes_its_negative_into_the_parents_triplet():
-    builder_cls = _script("custom_disturbance")["SpeedTripletBuilder"]
+def test_custom_disturbance_registers_speed_with_speeds_below_the_clip_length(speed_script):
+    assert frame_kinds()[-1] == "speed" and "speed" in negative_kinds()
+    speed_kind = speed_script["speed_kind"]
+    g = torch.Generator().manual_seed(0)
+    index = speed_kind(64, 3, length=1, generator=g, device="cpu")  # T = 3: speed 2 only
+    assert torch.equal((index[:, 1:] - index[:, :-1]) % 3, torch.full((64, 2), 2))
+    with pytest.raises(ValueError, match="speeds"):
+        speed_kind(2, 2, length=1, generator=g, device="cpu")
+    _script("custom_disturbance")  # re-running the file registers nothing new
+    assert frame_kinds().count("speed") == 1
+
+
+def test_custom_disturbance_speed_is_sampled_by_triplet_builder(speed_script):
+    video, shift = _uint8_batch(batch=64), _uint8_batch(batch=64, seed=1)
+    out = TripletBuilder(crop_size=12, negative_kinds=("speed",), seed=3)(video, shift)
+    _assert_replayed_faster(_speed_sources(out["negative"], out["anchor"]), video.shape[2])
+    # mixed with other kinds, negative_probs weighs it like a built-in kind
+    kinds = ("shift", "reverse", "speed")
+    out = TripletBuilder(crop_size=12, negative_kinds=kinds, negative_probs=(0, 1, 0),
+                         seed=3)(video, shift)
+    assert torch.equal(out["negative"], out["anchor"].flip(2))
+    out = TripletBuilder(crop_size=12, negative_kinds=kinds, negative_probs=(0, 1, 1),
+                         seed=3)(video, shift)
+    anchor, negative = out["anchor"], out["negative"]
+    is_reverse = (negative == anchor.flip(2)).flatten(1).all(dim=1)
+    assert 0 < int(is_reverse.sum()) < 64  # one kind per clip, both drawn
+    _assert_replayed_faster(_speed_sources(negative[~is_reverse], anchor[~is_reverse]), 6)
+
+
+def test_custom_disturbance_speed_is_stacked_in_all_mode(speed_script):
     video, shift = _uint8_batch(), _uint8_batch(seed=1)
-    settings = dict(crop_size=12, negative_kinds=("shift", "reverse"), seed=3)
-    parent = TripletBuilder(**settings)(video, shift)
-    never = builder_cls(speed_prob=0.0, **settings)(video, shift)
-    for key in ("anchor", "positive", "negative"):  # the speed draws use their own generator
-        assert torch.equal(never[key], parent[key])
-    always = builder_cls(speed_prob=1.0, **settings)(video, shift)
-    anchor, negative = always["anchor"], always["negative"]
-    assert torch.equal(anchor, parent["anchor"])
-    # every negative frame is the anchor frame (start + speed * t) mod T, speed in {2, 3}
-    dist = torch.cdist(negative.transpose(1, 2).flatten(2), anchor.transpose(1, 2).flatten(2))
-    assert float(dist.amin(dim=2).max()) < 1e-4
-    source = dist.argmin(dim=2)
-    steps = (source[:, 1:] - source[:, :-1]) % video.shape[2]
-    assert ((steps == 2) | (steps == 3)).all() and (steps == steps[:, :1]).all()
-    with pytest.raises(ValueError, match="speed_prob"):
-        builder_cls(speed_prob=1.5)
+    out = TripletBuilder(crop_size=12, negative_kinds=("shift", "reverse", "speed"),
+                         negative_mode="all", seed=3)(video, shift)
+    anchor, negative = out["anchor"], out["negative"]
+    assert negative.shape == (video.shape[0], 3, *anchor.shape[1:])  # shift, reverse, speed
+    assert torch.equal(negative[:, 1], anchor.flip(2))
+    _assert_replayed_faster(_speed_sources(negative[:, 2], anchor), video.shape[2])
 
 
-def test_speed_builder_appends_its_negative_in_all_mode():
-    builder_cls = _script("custom_disturbance")["SpeedTripletBuilder"]
-    video, shift = _uint8_batch(), _uint8_batch(seed=1)
-    settings = dict(crop_size=12, negative_kinds=("shift", "reverse"), negative_mode="all",
-                    seed=3)
-    parent = TripletBuilder(**settings)(video, shift)
-    out = builder_cls(**settings)(video, shift)
-    assert out["negative"].shape[:2] == (video.shape[0], 3)  # shift, reverse, speed
-    assert torch.equal(out["negative"][:, :2], parent["negative"])
-
-
-def test_custom_disturbance_script_trains_dsm_with_the_new_builder(tmp_path):
-    result = _run_fast("custom_disturbance", tmp_path)
+def test_custom_disturbance_script_trains_dsm_with_the_speed_negative(tmp_path, speed_script):
+    result = speed_script["main"](["--fast", "--out-dir", str(tmp_path), "--speed-prob", "1"])
+    assert result["builder"].negative_kinds == ("shift", "reverse", "speed")
+    assert result["builder"].negative_probs == (0.0, 0.0, 1.0)
     assert result["png"].is_file()
-    assert set(result["triplet"]) == {"anchor", "positive", "negative"}
+    triplet = result["triplet"]
+    assert set(triplet) == {"anchor", "positive", "negative"}
+    _assert_replayed_faster(_speed_sources(triplet["negative"], triplet["anchor"]),
+                            triplet["anchor"].shape[2])
     assert 0.0 <= result["metrics"]["train/hn_acc_epoch"] <= 1.0
+    with pytest.raises(ValueError, match="speed_prob"):
+        speed_script["main"](["--fast", "--speed-prob", "1.5"])
+
+
+def test_custom_disturbance_runs_the_dsm_command_with_the_speed_kind(tmp_path, synthetic_cache,
+                                                                     monkeypatch, capsys):
+    from dsm_lightning.cli import main as dsm_main
+
+    kinds = "--data.init_args.augment.init_args.negative_kinds=[reverse, shuffle, static, speed]"
+    data = [f"--data.init_args.{key}={value}" for key, value in FAST_DATA.items()]
+    args = [
+        "fit", "--config", str(EXAMPLES / "configs" / "demo_dsm.yaml"), kinds,
+        "--trainer.max_epochs=1", "--trainer.log_every_n_steps=1", "--trainer.callbacks=[]",
+        "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
+        "--model.init_args.backbone_kwargs.width=4", "--model.init_args.queue_size=32", *data,
+    ]
+    # plain `dsm` does not know the kind: one short error naming negative_kinds
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["dsm"])
+    assert dsm_main(args) == 2
+    assert "negative_kinds" in capsys.readouterr().err
+    # the documented command: the example file as entry point
+    doc = (EXAMPLES / "custom_disturbance.py").read_text()
+    assert "python examples/custom_disturbance.py dsm fit --config" in doc
+    env = {**os.environ, "DSM_LIGHTNING_CACHE": str(synthetic_cache)}
+    done = subprocess.run([sys.executable, str(EXAMPLES / "custom_disturbance.py"), "dsm", *args],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = tmp_path / "runs" / "demo_dsm" / "version_0"
+    assert "- speed" in (run / "config.yaml").read_text()
+    with open(run / "metrics.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert any(row.get("train/hn_acc_step") for row in rows)
 
 
 # ------------------------------------------------------------------ temporal-order objective

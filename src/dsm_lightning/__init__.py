@@ -28,6 +28,7 @@ _EXPORTS: dict[str, str] = {
     "save_encoder": "dsm_lightning.models.encoder_io",
     "EncoderLoadError": "dsm_lightning.models.encoder_io",
     "KNNMonitor": "dsm_lightning.callbacks.knn",
+    "TripletMediaLogger": "dsm_lightning.callbacks.media",
 }
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "ProjectionHead",
     "RetrievalModule",
     "TripletBuilder",
+    "TripletMediaLogger",
     "VideoDataModule",
     "__version__",
     "create_backbone",
@@ -50,6 +52,7 @@ __all__ = [
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from dsm_lightning.callbacks.knn import KNNMonitor
+    from dsm_lightning.callbacks.media import TripletMediaLogger
     from dsm_lightning.data.datamodule import VideoDataModule
     from dsm_lightning.disturb.triplet import TripletBuilder
     from dsm_lightning.models.encoder_io import EncoderLoadError, load_encoder, save_encoder

@@ -218,7 +218,8 @@ def features_of(encoder: torch.nn.Module, dm: Any, cfg: DemoConfig) -> dict[str,
     for split in SPLITS:
         loader = dm.clip_dataloader(split, n_clips=cfg.eval_clips)
         out[split] = extract_features(
-            encoder, loader, batch_transform=lambda b: dm.on_after_batch_transfer(b, 0)
+            encoder, loader, batch_transform=lambda b: dm.on_after_batch_transfer(b, 0),
+            progress=None if cfg.fast else f"features {split}",
         )
     return out
 

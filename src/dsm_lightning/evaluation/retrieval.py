@@ -187,6 +187,15 @@ def encode_videos(encoder: nn.Module, video: Tensor, reduction: str = "mean") ->
 BatchTransform = Callable[[dict[str, Any]], dict[str, Any]]
 
 
+def prepare_batch(
+    batch: Mapping[str, Any], device: str | torch.device, batch_transform: BatchTransform | None
+) -> dict[str, Any]:
+    """Move a batch's tensors to ``device`` and apply ``batch_transform`` (if any)."""
+    moved = {key: value.to(device) if isinstance(value, Tensor) else value
+             for key, value in batch.items()}
+    return moved if batch_transform is None else batch_transform(moved)
+
+
 @torch.no_grad()
 def extract_features(
     encoder: nn.Module,
@@ -194,6 +203,7 @@ def extract_features(
     batch_transform: BatchTransform | None = None,
     device: str | torch.device | None = None,
     reduction: str = "mean",
+    progress: str | None = None,
 ) -> dict[str, Tensor]:
     """Run an encoder over batches of videos and collect one feature per video.
 
@@ -206,6 +216,7 @@ def extract_features(
             normalised float crops. ``None`` expects float clips already.
         device: where to run; defaults to the encoder's device.
         reduction: view reduction (see :func:`pool_view_features`).
+        progress: description of a tqdm progress bar over the batches (None = no bar).
 
     Returns:
         ``{"features": (N, D) unit-norm, "labels": (N,), "index": (N,)}`` on the CPU;
@@ -216,13 +227,12 @@ def extract_features(
         device = next(encoder.parameters()).device
     features, labels, indices = [], [], []
     seen = 0
+    if progress is not None:
+        from tqdm.auto import tqdm
+
+        batches = tqdm(batches, desc=progress, leave=False)
     for batch in batches:
-        batch = {
-            key: value.to(device) if isinstance(value, Tensor) else value
-            for key, value in batch.items()
-        }
-        if batch_transform is not None:
-            batch = batch_transform(batch)
+        batch = prepare_batch(batch, device, batch_transform)
         video = batch["video"]
         features.append(encode_videos(encoder, video.float(), reduction).cpu())
         labels.append(batch["label"].cpu().long())

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from dsm_lightning.evaluation.plots import log_png
+from dsm_lightning.evaluation.retrieval import BatchTransform, prepare_batch
 from dsm_lightning.evaluation.video_level import (
     _as_class_indices,
     contrasted_accuracy,
@@ -27,8 +28,6 @@ from dsm_lightning.evaluation.video_level import (
     per_class_accuracy,
     video_level_predictions,
 )
-
-BatchTransform = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 @dataclass
@@ -327,12 +326,7 @@ def predict_normal_and_static(
 
     seen = 0
     for batch in batches:
-        batch = {
-            key: value.to(device) if isinstance(value, Tensor) else value
-            for key, value in batch.items()
-        }
-        if batch_transform is not None:
-            batch = batch_transform(batch)
+        batch = prepare_batch(batch, device, batch_transform)
         video = batch["video"].float()
         out["normal"].append(classify(video).cpu())
         if with_static:
