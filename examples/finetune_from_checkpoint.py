@@ -20,64 +20,45 @@ The same with the ``dsm`` command: ``model.class_path: FinetuneModule`` with
 
 from __future__ import annotations
 
-import argparse
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["main"]
+# Run as a file (python examples/<name>.py): the repository root makes `examples` importable.
+if not __package__ and (root := str(Path(__file__).resolve().parents[1])) not in sys.path:
+    sys.path.insert(0, root)
+from examples import _common as common
 
-SETTINGS = {  # (full run, --fast)
-    "synthetic_classes": (8, 4), "synthetic_videos": (24, 4), "synthetic_eval_videos": (8, 2),
-    "synthetic_frames": (48, 16), "synthetic_size": (64, 32), "num_frames": (8, 4),
-    "stride": (4, 2), "crop_size": (56, 32), "batch_size": (16, 4), "width": (16, 4),
-    "pretrain_epochs": (6, 1), "finetune_epochs": (6, 1), "queue_size": (1024, 32),
-    "n_clips": (5, 2), "n_crops": (3, 1),
-}
+__all__ = ["main"]
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Pretrain, then fine-tune from the .ckpt, from encoder.pt and from random init."""
     import pytorch_lightning as pl
-    from pytorch_lightning.loggers import CSVLogger
 
     from dsm_lightning import DSMLightningModule, FinetuneModule, TripletBuilder, VideoDataModule
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--fast", action="store_true", help="tiny settings, a few seconds")
-    parser.add_argument("--out-dir", default="outputs/examples/finetune_from_checkpoint")
-    parser.add_argument("--seed", type=int, default=0)
+    parser = common.example_parser(__doc__.splitlines()[0],
+                                   "outputs/examples/finetune_from_checkpoint")
     args = parser.parse_args(argv)
-    s = {key: value[int(args.fast)] for key, value in SETTINGS.items()}
+    s = common.settings(args.fast, crop_size=(56, 32), pretrain_epochs=(6, 1),
+                        finetune_epochs=(6, 1), n_clips=(5, 2), n_crops=(3, 1))
     out = Path(args.out_dir)
     backbone = {"backbone": "tiny3d", "backbone_kwargs": {"width": s["width"]}}
 
     def datamodule(task: str, augment: TripletBuilder) -> VideoDataModule:
-        return VideoDataModule(
-            source="synthetic", task=task, num_frames=s["num_frames"], stride=s["stride"],
-            frame_size=s["synthetic_size"], batch_size=s["batch_size"], num_workers=0,
-            n_clips=s["n_clips"], n_crops=s["n_crops"],
-            synthetic_classes=s["synthetic_classes"], synthetic_videos=s["synthetic_videos"],
-            synthetic_eval_videos=s["synthetic_eval_videos"],
-            synthetic_frames=s["synthetic_frames"], synthetic_size=s["synthetic_size"],
-            augment=augment, seed=args.seed,
-        )
+        return common.synthetic_datamodule(s, task, augment, args.seed, n_clips=s["n_clips"],
+                                           n_crops=s["n_crops"])
 
     def trainer(name: str, epochs: int) -> pl.Trainer:
-        return pl.Trainer(
-            accelerator="cpu", max_epochs=epochs, log_every_n_steps=1,
-            logger=CSVLogger(str(out), name=name, version=""), enable_checkpointing=False,
-            enable_model_summary=False, enable_progress_bar=not args.fast,
-            default_root_dir=str(out / name),
-        )
+        return common.example_trainer(out, epochs, args.fast, name=name)
 
     # 1. Pretraining: a .ckpt (whole module state) and encoder.pt (backbone only).
     pl.seed_everything(args.seed, verbose=False)
-    pretrain_data = datamodule("pretrain", TripletBuilder(
-        crop_size=s["crop_size"], crop_scale=(0.5, 1.0),
-        negative_kinds=("shift", "reverse", "shuffle", "static")))
+    pretrain_data = datamodule("pretrain", common.pretrain_augment(s))
     dsm = DSMLightningModule(**backbone, method="dsm", optimizer="adamw", lr=1e-3,
                              temperature=0.1, momentum=0.99, queue_size=s["queue_size"],
                              export_encoder=str(out / "encoder.pt"))

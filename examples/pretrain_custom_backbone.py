@@ -18,13 +18,18 @@ Run from the repository root::
 
 from __future__ import annotations
 
-import argparse
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+# Run as a file (python examples/<name>.py): the repository root makes `examples` importable.
+if not __package__ and (root := str(Path(__file__).resolve().parents[1])) not in sys.path:
+    sys.path.insert(0, root)
+from examples import _common as common
 
 __all__ = ["SeparableNet", "main"]
 
@@ -60,55 +65,30 @@ class SeparableNet(nn.Module):
         return self.blocks(video)
 
 
-SETTINGS = {  # (full run, --fast)
-    "synthetic_classes": (8, 4), "synthetic_videos": (24, 4), "synthetic_eval_videos": (8, 2),
-    "synthetic_frames": (48, 16), "synthetic_size": (64, 32), "num_frames": (8, 4),
-    "stride": (4, 2), "crop_size": (64, 32), "batch_size": (16, 4), "width": (16, 4),
-    "epochs": (6, 1), "queue_size": (1024, 32),
-}
-
-
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Pretrain ``SeparableNet`` with DSM on the synthetic source, then reload its encoder.pt."""
     import pytorch_lightning as pl
-    from pytorch_lightning.loggers import CSVLogger
 
-    from dsm_lightning import DSMLightningModule, TripletBuilder, VideoDataModule, load_encoder
+    from dsm_lightning import DSMLightningModule, load_encoder
     from dsm_lightning.models import BackboneWrapper
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--fast", action="store_true", help="tiny settings, a few seconds")
-    parser.add_argument("--out-dir", default="outputs/examples/pretrain_custom_backbone")
-    parser.add_argument("--seed", type=int, default=0)
+    parser = common.example_parser(__doc__.splitlines()[0],
+                                   "outputs/examples/pretrain_custom_backbone")
     args = parser.parse_args(argv)
-    s = {key: value[int(args.fast)] for key, value in SETTINGS.items()}
+    s = common.settings(args.fast)
     out = Path(args.out_dir)
 
     pl.seed_everything(args.seed, verbose=False)
-    data = VideoDataModule(
-        source="synthetic", task="pretrain", num_frames=s["num_frames"], stride=s["stride"],
-        frame_size=s["synthetic_size"], batch_size=s["batch_size"], num_workers=0,
-        synthetic_classes=s["synthetic_classes"], synthetic_videos=s["synthetic_videos"],
-        synthetic_eval_videos=s["synthetic_eval_videos"],
-        synthetic_frames=s["synthetic_frames"], synthetic_size=s["synthetic_size"],
-        augment=TripletBuilder(crop_size=s["crop_size"], crop_scale=(0.5, 1.0),
-                               negative_kinds=("shift", "reverse", "shuffle", "static")),
-        seed=args.seed,
-    )
+    data = common.synthetic_datamodule(s, "pretrain", common.pretrain_augment(s), args.seed)
     model = DSMLightningModule(
         encoder=SeparableNet(width=s["width"]),  # replaces backbone=<registry name>
         method="dsm", optimizer="adamw", lr=1e-3, temperature=0.1, momentum=0.99,
         queue_size=s["queue_size"], export_encoder=str(out / "encoder.pt"),
     )
     print(f"user backbone wrapped: feature_dim={model.encoder.feature_dim}")
-    trainer = pl.Trainer(
-        accelerator="cpu", max_epochs=s["epochs"], log_every_n_steps=1,
-        logger=CSVLogger(str(out), name="", version=""), enable_checkpointing=False,
-        enable_model_summary=False, enable_progress_bar=not args.fast,
-        default_root_dir=str(out),
-    )
+    trainer = common.example_trainer(out, s["epochs"], args.fast)
     trainer.fit(model, datamodule=data)
-    logged = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    logged = common.logged_metrics(trainer)
     print(f"last epoch: loss={logged['train/loss_epoch']:.3f}, "
           f"hard-negative accuracy={logged['train/hn_acc_epoch']:.3f}")
 

@@ -22,58 +22,40 @@ and ``data.init_args.task: retrieval``.
 
 from __future__ import annotations
 
-import argparse
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+# Run as a file (python examples/<name>.py): the repository root makes `examples` importable.
+if not __package__ and (root := str(Path(__file__).resolve().parents[1])) not in sys.path:
+    sys.path.insert(0, root)
+from examples import _common as common
+
 __all__ = ["main"]
 
-SETTINGS = {  # (full run, --fast)
-    "synthetic_classes": (8, 4), "synthetic_videos": (24, 4), "synthetic_eval_videos": (8, 2),
-    "synthetic_frames": (48, 16), "synthetic_size": (64, 32), "num_frames": (8, 4),
-    "stride": (4, 2), "crop_size": (64, 32), "batch_size": (16, 4), "width": (16, 4),
-    "epochs": (6, 1), "queue_size": (1024, 32), "n_clips": (4, 2),
-}
 KS = (1, 5, 10)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Recall@k of a pretrained encoder and of a random-init one."""
     import pytorch_lightning as pl
-    from pytorch_lightning.loggers import CSVLogger
 
     from dsm_lightning import DSMLightningModule, RetrievalModule, TripletBuilder, VideoDataModule
     from dsm_lightning.evaluation.retrieval import format_recall_table
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--fast", action="store_true", help="tiny settings, a few seconds")
-    parser.add_argument("--out-dir", default="outputs/examples/retrieval")
+    parser = common.example_parser(__doc__.splitlines()[0], "outputs/examples/retrieval")
     parser.add_argument("--pretrained", default=None,
                         help="encoder.pt or .ckpt to evaluate (default: pretrain one here)")
-    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    s = {key: value[int(args.fast)] for key, value in SETTINGS.items()}
+    s = common.settings(args.fast, n_clips=(4, 2))
     out = Path(args.out_dir)
 
     def datamodule(task: str, augment: TripletBuilder) -> VideoDataModule:
-        return VideoDataModule(
-            source="synthetic", task=task, num_frames=s["num_frames"], stride=s["stride"],
-            frame_size=s["synthetic_size"], batch_size=s["batch_size"], num_workers=0,
-            n_clips=s["n_clips"], synthetic_classes=s["synthetic_classes"],
-            synthetic_videos=s["synthetic_videos"],
-            synthetic_eval_videos=s["synthetic_eval_videos"],
-            synthetic_frames=s["synthetic_frames"], synthetic_size=s["synthetic_size"],
-            augment=augment, seed=args.seed,
-        )
+        return common.synthetic_datamodule(s, task, augment, args.seed, n_clips=s["n_clips"])
 
     def trainer(name: str, epochs: int = 1) -> pl.Trainer:
-        return pl.Trainer(
-            accelerator="cpu", max_epochs=epochs, log_every_n_steps=1,
-            logger=CSVLogger(str(out), name=name, version=""), enable_checkpointing=False,
-            enable_model_summary=False, enable_progress_bar=not args.fast,
-            default_root_dir=str(out / name),
-        )
+        return common.example_trainer(out, epochs, args.fast, name=name)
 
     pl.seed_everything(args.seed, verbose=False)
     pretrained = args.pretrained
@@ -83,9 +65,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             optimizer="adamw", lr=1e-3, temperature=0.1, momentum=0.99,
             queue_size=s["queue_size"], export_encoder=str(out / "encoder.pt"),
         )
-        augment = TripletBuilder(crop_size=s["crop_size"], crop_scale=(0.5, 1.0),
-                                 negative_kinds=("shift", "reverse", "shuffle", "static"))
-        trainer("pretrain", s["epochs"]).fit(model, datamodule=datamodule("pretrain", augment))
+        pretrain_data = datamodule("pretrain", common.pretrain_augment(s))
+        trainer("pretrain", s["epochs"]).fit(model, datamodule=pretrain_data)
         pretrained = str(out / "encoder.pt")
 
     # Retrieval: gallery = train split, queries = test split, n_clips windows per video.

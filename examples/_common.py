@@ -1,0 +1,137 @@
+"""What every example script shares: its settings table, synthetic data, flags and Trainer.
+
+Not an example itself (the leading underscore keeps it out of the example list). The
+scripts import it as ``examples._common``; each one makes the repository root importable
+first when it is run as a file (``python examples/<name>.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # imported lazily below: importing an example stays light
+    import pytorch_lightning as pl
+
+    from dsm_lightning import TripletBuilder, VideoDataModule
+
+__all__ = ["SETTINGS", "example_parser", "example_trainer", "logged_metrics", "pretrain_augment",
+           "settings", "synthetic_datamodule"]
+
+#: The examples' sizes, as ``(full run, --fast)`` pairs (``--fast`` runs in seconds).
+SETTINGS: dict[str, tuple[Any, Any]] = {
+    "synthetic_classes": (8, 4), "synthetic_videos": (24, 4), "synthetic_eval_videos": (8, 2),
+    "synthetic_frames": (48, 16), "synthetic_size": (64, 32), "num_frames": (8, 4),
+    "stride": (4, 2), "crop_size": (64, 32), "batch_size": (16, 4), "width": (16, 4),
+    "epochs": (6, 1), "queue_size": (1024, 32),
+}
+
+
+def settings(fast: bool, **extra: tuple[Any, Any]) -> dict[str, Any]:
+    """The values of :data:`SETTINGS` (plus ``extra``) for a full run or a ``--fast`` one.
+
+    Args:
+        fast: pick the ``--fast`` column.
+        **extra: more ``(full run, --fast)`` pairs, or replacements of shared ones, e.g.
+            ``n_clips=(5, 2)``.
+
+    Returns:
+        One value per setting name.
+
+    Raises:
+        ValueError: an ``extra`` value is not a ``(full run, --fast)`` pair.
+    """
+    for key, value in extra.items():
+        if not isinstance(value, tuple) or len(value) != 2:
+            raise ValueError(f"{key} must be a (full run, --fast) pair, got {value!r}")
+    return {key: value[int(fast)] for key, value in {**SETTINGS, **extra}.items()}
+
+
+def synthetic_datamodule(
+    s: dict[str, Any], task: str, augment: TripletBuilder, seed: int, **overrides: Any
+) -> VideoDataModule:
+    """``VideoDataModule`` on the synthetic source, sized by the settings ``s``.
+
+    Args:
+        s: the output of :func:`settings`.
+        task: ``"pretrain"``, ``"classify"`` or ``"retrieval"``.
+        augment: the GPU-side ``TripletBuilder`` (its crop size is the model's input size).
+        seed: data seed.
+        **overrides: more ``VideoDataModule`` arguments (e.g. ``n_clips``, ``n_crops``).
+
+    Returns:
+        The data module (not yet prepared nor set up).
+    """
+    from dsm_lightning import VideoDataModule
+
+    kwargs: dict[str, Any] = dict(
+        source="synthetic", task=task, num_frames=s["num_frames"], stride=s["stride"],
+        frame_size=s["synthetic_size"], batch_size=s["batch_size"], num_workers=0,
+        synthetic_classes=s["synthetic_classes"], synthetic_videos=s["synthetic_videos"],
+        synthetic_eval_videos=s["synthetic_eval_videos"],
+        synthetic_frames=s["synthetic_frames"], synthetic_size=s["synthetic_size"],
+        augment=augment, seed=seed,
+    )
+    kwargs.update(overrides)
+    return VideoDataModule(**kwargs)
+
+
+def pretrain_augment(s: dict[str, Any]) -> TripletBuilder:
+    """The examples' usual DSM augmentation: crops of ``crop_size`` px, four negative kinds.
+
+    Args:
+        s: the output of :func:`settings`.
+
+    Returns:
+        ``TripletBuilder`` with crop scale (0.5, 1) and negatives shift/reverse/shuffle/static.
+    """
+    from dsm_lightning import TripletBuilder
+
+    return TripletBuilder(crop_size=s["crop_size"], crop_scale=(0.5, 1.0),
+                          negative_kinds=("shift", "reverse", "shuffle", "static"))
+
+
+def example_parser(description: str, out_dir: str) -> argparse.ArgumentParser:
+    """A parser with the flags every example has: ``--fast``, ``--out-dir`` and ``--seed``.
+
+    Args:
+        description: the ``--help`` text (an example passes its docstring's first line).
+        out_dir: default of ``--out-dir``.
+
+    Returns:
+        The parser; an example adds its own flags before ``parse_args``.
+    """
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--fast", action="store_true", help="tiny settings, a few seconds")
+    parser.add_argument("--out-dir", default=out_dir)
+    parser.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def example_trainer(out: Path, epochs: int, fast: bool, name: str = "") -> pl.Trainer:
+    """A CPU ``Trainer`` logging to ``out/name/metrics.csv``, without checkpoints.
+
+    Args:
+        out: the example's output folder.
+        epochs: ``max_epochs``.
+        fast: hide the progress bar (``--fast`` runs are the tests').
+        name: sub-folder of ``out`` for this run's logs ("" = ``out`` itself).
+
+    Returns:
+        The trainer.
+    """
+    import pytorch_lightning as pl
+    from pytorch_lightning.loggers import CSVLogger
+
+    return pl.Trainer(
+        accelerator="cpu", max_epochs=epochs, log_every_n_steps=1,
+        logger=CSVLogger(str(out), name=name, version=""), enable_checkpointing=False,
+        enable_model_summary=False, enable_progress_bar=not fast,
+        default_root_dir=str(out / name),
+    )
+
+
+def logged_metrics(trainer: pl.Trainer) -> dict[str, float]:
+    """The trainer's last logged scalars (``callback_metrics``) as plain floats."""
+    return {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
