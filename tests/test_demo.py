@@ -10,9 +10,9 @@ from dsm_lightning.demo import ROWS, DemoConfig, format_comparison, parse_args, 
 
 
 @pytest.mark.slow
-def test_demo_fast_run_writes_a_complete_report(tmp_path, capsys):
-    cfg = parse_args(["--fast", "--out-dir", str(tmp_path / "demo"),
-                      "--cache-dir", str(tmp_path / "cache")])
+def test_demo_fast_run_writes_a_complete_report(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # relative paths, as `make demo` uses them
+    cfg = parse_args(["--fast", "--out-dir", "demo", "--cache-dir", "cache"])
     report = run_demo(cfg)
     out = capsys.readouterr().out
     assert set(report["results"]) == {"random", "dsm", "moco"}

@@ -311,7 +311,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     if cfg.fast:
         cfg.apply_fast()
     torch.manual_seed(cfg.seed)
-    out = Path(cfg.out_dir)
+    out = Path(cfg.out_dir).resolve()  # absolute: relative exports resolve under log_dir
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
 
