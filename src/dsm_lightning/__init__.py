@@ -7,8 +7,9 @@ makes no network call; touching ``dsm_lightning.DSMLightningModule`` imports Lig
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
+
+from dsm_lightning._lazy import lazy_getattr
 
 __version__ = "0.1.0"
 
@@ -64,12 +65,12 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from dsm_lightning.queue import KeyQueue
 
 
+_lazy_import = lazy_getattr(__name__, _EXPORTS)
+
+
 def __getattr__(name: str) -> Any:
-    """Import a public name on first use (PEP 562)."""
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'dsm_lightning' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    """Import a public name on first use (PEP 562) and cache it in the module."""
+    value = _lazy_import(name)
     globals()[name] = value
     return value
 

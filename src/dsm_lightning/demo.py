@@ -29,7 +29,7 @@ import sys
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +88,6 @@ class DemoConfig:
     methods: tuple[str, ...] = METHODS
     random_baseline: bool = True
     fast: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def apply_fast(self) -> None:
         """Shrink everything to a smoke run of a few seconds (used by the tests)."""
@@ -367,8 +366,6 @@ def parse_args(argv: Sequence[str] | None = None) -> DemoConfig:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     defaults = DemoConfig()
     for name, value in asdict(defaults).items():
-        if name == "extra":
-            continue
         flag = f"--{name.replace('_', '-')}"
         if isinstance(value, bool):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=value)

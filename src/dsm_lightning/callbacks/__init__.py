@@ -5,8 +5,7 @@ Names are imported lazily (PEP 562) so a missing or heavy sibling does not break
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from dsm_lightning._lazy import lazy_getattr
 
 _EXPORTS = {
     "KNNMonitor": "dsm_lightning.callbacks.knn",
@@ -17,9 +16,4 @@ _EXPORTS = {
 __all__ = list(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    """Import a callback on first use."""
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'dsm_lightning.callbacks' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -51,12 +51,7 @@ def plot_confusion_matrix(
     if class_names is not None and k <= 40:
         ax.set_xticks(range(k), list(class_names), rotation=90, fontsize=7)
         ax.set_yticks(range(k), list(class_names), fontsize=7)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def log_png(logger: Any, key: str, path: str | Path, step: int | None = None) -> bool:
@@ -87,3 +82,15 @@ def log_png(logger: Any, key: str, path: str | Path, step: int | None = None) ->
         experiment.add_image(key, pixels, global_step=step or 0, dataformats="HWC")
         return True
     return False
+
+
+def save_figure(fig: Any, path: str | Path, dpi: int = 100) -> Path:
+    """Lay out, write (creating the folder) and close a matplotlib figure; return its path."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path

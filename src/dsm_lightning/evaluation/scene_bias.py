@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from dsm_lightning.evaluation.plots import log_png
+from dsm_lightning.evaluation.plots import log_png, save_figure
 from dsm_lightning.evaluation.retrieval import BatchTransform, prepare_batch
 from dsm_lightning.evaluation.video_level import (
     _as_class_indices,
@@ -273,12 +273,7 @@ def plot_per_class(report: SceneBiasReport, path: str | Path, title: str | None 
             f"{100 * report.contrasted_accuracy:.1f}%"
         )
     )
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _classifier_device(classifier: nn.Module) -> torch.device:

@@ -5,8 +5,7 @@ Imported lazily (PEP 562) so that a module's dependencies load only when it is u
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from dsm_lightning._lazy import lazy_getattr
 
 _EXPORTS = {
     "DSMLightningModule": "dsm_lightning.modules.pretrain",
@@ -17,9 +16,4 @@ _EXPORTS = {
 __all__ = list(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    """Import a module's class on first use."""
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'dsm_lightning.modules' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
