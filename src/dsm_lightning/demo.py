@@ -107,7 +107,8 @@ class DemoConfig:
         self.eval_clips = 1
 
 
-def _datamodule(cfg: DemoConfig, task: str, augment: Any = None):
+def demo_datamodule(cfg: DemoConfig, task: str, augment: Any = None):
+    """The synthetic-source ``VideoDataModule`` of the demo settings ``cfg`` for ``task``."""
     from dsm_lightning.data.datamodule import VideoDataModule
 
     return VideoDataModule(
@@ -132,7 +133,8 @@ def _datamodule(cfg: DemoConfig, task: str, augment: Any = None):
     )
 
 
-def _augment(cfg: DemoConfig, method: str):
+def demo_augment(cfg: DemoConfig, method: str):
+    """The demo's ``TripletBuilder`` for ``method`` (MoCo: no disturbances)."""
     from dsm_lightning.disturb.triplet import TripletBuilder
 
     common = dict(crop_size=cfg.crop_size, crop_scale=cfg.crop_scale, flip_prob=cfg.flip_prob,
@@ -152,16 +154,11 @@ def _backbone_kwargs(cfg: DemoConfig) -> dict[str, Any]:
     return {"width": cfg.width} if cfg.backbone == "tiny3d" else {}
 
 
-def pretrain(cfg: DemoConfig, method: str, out: Path) -> dict[str, Any]:
-    """Pretrain one method; return its paths, wall time and last logged training metrics."""
-    import pytorch_lightning as pl
-    from pytorch_lightning.loggers import CSVLogger
-
+def demo_model(cfg: DemoConfig, method: str, export_encoder: str | None = None):
+    """The demo's ``DSMLightningModule`` for ``method`` (same backbone and optimiser for all)."""
     from dsm_lightning.modules.pretrain import DSMLightningModule
 
-    pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    dm = _datamodule(cfg, "pretrain", _augment(cfg, method))
-    model = DSMLightningModule(
+    return DSMLightningModule(
         backbone=cfg.backbone,
         backbone_kwargs=_backbone_kwargs(cfg),
         method=method,
@@ -174,8 +171,18 @@ def pretrain(cfg: DemoConfig, method: str, out: Path) -> dict[str, Any]:
         optimizer=cfg.optimizer,
         lr=cfg.lr,
         weight_decay=cfg.weight_decay,
-        export_encoder=str(out / method / "encoder.pt"),
+        export_encoder=export_encoder,
     )
+
+
+def pretrain(cfg: DemoConfig, method: str, out: Path) -> dict[str, Any]:
+    """Pretrain one method; return its paths, wall time and last logged training metrics."""
+    import pytorch_lightning as pl
+    from pytorch_lightning.loggers import CSVLogger
+
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    dm = demo_datamodule(cfg, "pretrain", demo_augment(cfg, method))
+    model = demo_model(cfg, method, export_encoder=str(out / method / "encoder.pt"))
     trainer = pl.Trainer(
         accelerator="cpu",
         max_epochs=cfg.epochs,
@@ -315,7 +322,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     t0 = time.perf_counter()
 
     print("[demo] 1/4 synthetic dataset", flush=True)
-    eval_dm = _datamodule(cfg, "classify", _augment(cfg, "moco"))
+    eval_dm = demo_datamodule(cfg, "classify", demo_augment(cfg, "moco"))
     eval_dm.prepare_data()
     eval_dm.setup("test")
     class_names = list(eval_dm.class_names)
