@@ -197,7 +197,7 @@ def pretrain(cfg: DemoConfig, method: str, out: Path) -> dict[str, Any]:
     trainer.fit(model, datamodule=dm)
     seconds = time.perf_counter() - start
     ckpt = out / method / "last.ckpt"
-    trainer.save_checkpoint(str(ckpt))
+    trainer.save_checkpoint(str(ckpt), weights_only=False)  # full state: resumable
     logged = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     return {
         "method": method,
