@@ -274,24 +274,21 @@ class DSMLightningModule(pl.LightningModule):
                 out["negative"] = embedded[2]
         else:
             out = {"query": self.encode_query(views["query"])}
-            mode = self.hparams.negative_encoder
-            if flat_negative is not None and mode == "online":
-                batch = views["key"].shape[0]
+            mode, batch = self.hparams.negative_encoder, views["key"].shape[0]
+            if flat_negative is None or mode in ("query", "online"):
+                out["key"] = self.encode_key(views["key"])
+            if flat_negative is not None and mode == "query":
+                out["negative"] = self.encode_query(flat_negative)
+            elif flat_negative is not None and mode == "online":
+                # the anchor and its negatives share one pass of f
                 online = self.encode_query(torch.cat([views["key"], flat_negative]))
                 out["online_key"], out["negative"] = online[:batch], online[batch:]
-                flat_negative = None  # embedded: skip the other modes below
-            by_key = flat_negative is not None and mode not in ("query", "online")
-            keys = self.encode_key(
-                torch.cat([views["key"], flat_negative]) if by_key else views["key"]
-            )
-            out["key"] = keys[: views["key"].shape[0]]
-            if by_key:
-                out["negative"] = keys[views["key"].shape[0]:]
+            elif flat_negative is not None:  # "key" / "straight_through": one pass of g
+                keys = self.encode_key(torch.cat([views["key"], flat_negative]))
+                out["key"], out["negative"] = keys[:batch], keys[batch:]
                 if mode == "straight_through":  # value of g(n), gradient of f(n)
                     online = self.encode_query(flat_negative)
                     out["negative"] = out["negative"] + online - online.detach()
-            elif flat_negative is not None:
-                out["negative"] = self.encode_query(flat_negative)
         if negative is not None:
             out["negative"] = out["negative"].reshape(*negative.shape[: negative.ndim - 4], -1)
         return out
