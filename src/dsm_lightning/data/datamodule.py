@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from dsm_lightning import distributed
+from dsm_lightning._checks import check_choice
 from dsm_lightning.data import synthetic
 from dsm_lightning.data.datasets import (
     ON_ERROR,
@@ -190,10 +191,10 @@ class VideoDataModule(pl.LightningDataModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["augment"])
-        _choice("source", source, SOURCES)
-        _choice("task", task, TASKS)
-        _choice("short_video", short_video, SHORT_VIDEO_POLICIES)
-        _choice("on_error", on_error, ON_ERROR)
+        check_choice("source", source, SOURCES)
+        check_choice("task", task, TASKS)
+        check_choice("short_video", short_video, SHORT_VIDEO_POLICIES)
+        check_choice("on_error", on_error, ON_ERROR)
         for name, value in (("num_frames", num_frames), ("stride", stride),
                             ("frame_size", frame_size), ("crop_size", crop_size),
                             ("min_gap", min_gap), ("n_clips", n_clips), ("n_crops", n_crops),
@@ -498,9 +499,6 @@ class VideoDataModule(pl.LightningDataModule):
         return batch
 
 
-def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {allowed}, got {name}={value!r}")
 
 
 def _hold_out(

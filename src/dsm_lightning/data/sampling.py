@@ -16,6 +16,8 @@ from typing import NamedTuple
 
 import torch
 
+from dsm_lightning._checks import check_choice
+
 SHORT_VIDEO_POLICIES = ("loop", "pad")
 
 
@@ -92,8 +94,7 @@ def make_clip(
     Raises:
         ValueError: Unknown ``short_video`` or ``video_frames < 1``.
     """
-    if short_video not in SHORT_VIDEO_POLICIES:
-        raise ValueError(f"short_video must be one of {SHORT_VIDEO_POLICIES}, got {short_video!r}")
+    check_choice("short_video", short_video, SHORT_VIDEO_POLICIES)
     if video_frames < 1:
         raise ValueError(f"video_frames must be >= 1, got {video_frames}")
     raw = [start + i * stride for i in range(num_frames)]
@@ -110,8 +111,7 @@ def _check(num_frames: int, stride: int, short_video: str) -> None:
         raise ValueError(f"num_frames must be >= 1, got {num_frames}")
     if stride < 1:
         raise ValueError(f"stride must be >= 1, got {stride}")
-    if short_video not in SHORT_VIDEO_POLICIES:
-        raise ValueError(f"short_video must be one of {SHORT_VIDEO_POLICIES}, got {short_video!r}")
+    check_choice("short_video", short_video, SHORT_VIDEO_POLICIES)
 
 
 def _randint(low: int, high: int, generator: torch.Generator) -> int:

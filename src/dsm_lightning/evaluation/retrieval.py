@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dsm_lightning._checks import check_choice
+
 DEFAULT_KS: tuple[int, ...] = (1, 5, 10, 20, 50)
 CLIP_REDUCTIONS: tuple[str, ...] = ("mean", "first")
 
@@ -148,8 +150,7 @@ def pool_view_features(features: Tensor, reduction: str = "mean") -> Tensor:
     Raises:
         ValueError: on an unknown reduction or a tensor that is not 2-D or 3-D.
     """
-    if reduction not in CLIP_REDUCTIONS:
-        raise ValueError(f"reduction must be one of {CLIP_REDUCTIONS}, got {reduction!r}")
+    check_choice("reduction", reduction, CLIP_REDUCTIONS)
     if features.dim() == 2:
         return F.normalize(features.float(), dim=-1)
     if features.dim() != 3:

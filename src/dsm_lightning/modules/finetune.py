@@ -19,6 +19,7 @@ from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
+from dsm_lightning._checks import check_choice
 from dsm_lightning.evaluation.plots import log_png, plot_confusion_matrix
 from dsm_lightning.evaluation.video_level import video_level_predictions
 from dsm_lightning.models.encoder_io import load_encoder
@@ -110,12 +111,9 @@ class FinetuneModule(pl.LightningModule):
         super().__init__()
         if num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {num_classes}")
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        if optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
-        if lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}")
+        check_choice("mode", mode, MODES)
+        check_choice("optimizer", optimizer, OPTIMIZERS)
+        check_choice("lr_schedule", lr_schedule, LR_SCHEDULES)
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         if lr <= 0 or (backbone_lr is not None and backbone_lr < 0):

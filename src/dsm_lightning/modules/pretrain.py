@@ -12,6 +12,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
+from dsm_lightning._checks import check_choice
 from dsm_lightning.distributed import gather_no_grad
 from dsm_lightning.losses import dsm_infonce_loss, dsm_triplet_loss
 from dsm_lightning.models.backbones import BackboneWrapper
@@ -26,9 +27,6 @@ METHODS = ("dsm", "dsm_triplet", "moco")
 _MOMENTUM_METHODS = ("dsm", "moco")
 
 
-def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
 
 
 class DSMLightningModule(pl.LightningModule):
@@ -134,12 +132,12 @@ class DSMLightningModule(pl.LightningModule):
         num_classes: int | None = None,
     ) -> None:
         super().__init__()
-        _choice("method", method, METHODS)
-        _choice("momentum_schedule", momentum_schedule, ("constant", "cosine"))
-        _choice("optimizer", optimizer, ("sgd", "adamw"))
-        _choice("lr_schedule", lr_schedule, ("cosine", "constant"))
-        _choice("query_view", query_view, ("positive", "anchor"))
-        _choice("negative_encoder", negative_encoder,
+        check_choice("method", method, METHODS)
+        check_choice("momentum_schedule", momentum_schedule, ("constant", "cosine"))
+        check_choice("optimizer", optimizer, ("sgd", "adamw"))
+        check_choice("lr_schedule", lr_schedule, ("cosine", "constant"))
+        check_choice("query_view", query_view, ("positive", "anchor"))
+        check_choice("negative_encoder", negative_encoder,
                 ("query", "key", "straight_through", "online"))
         if not 0.0 <= momentum <= 1.0:
             raise ValueError(f"momentum must be in [0, 1], got {momentum}")

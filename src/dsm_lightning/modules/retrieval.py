@@ -17,6 +17,7 @@ import torch
 from pytorch_lightning.utilities import rank_zero_info
 from torch import Tensor
 
+from dsm_lightning._checks import check_choice
 from dsm_lightning.evaluation.retrieval import (
     CLIP_REDUCTIONS,
     DEFAULT_KS,
@@ -79,10 +80,7 @@ class RetrievalModule(pl.LightningModule):
         ks = tuple(int(k) for k in ks)
         if not ks or min(ks) < 1:
             raise ValueError(f"ks must be non-empty positive integers, got {ks}")
-        if clip_reduction not in CLIP_REDUCTIONS:
-            raise ValueError(
-                f"clip_reduction must be one of {CLIP_REDUCTIONS}, got {clip_reduction!r}"
-            )
+        check_choice("clip_reduction", clip_reduction, CLIP_REDUCTIONS)
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
         self.save_hyperparameters()
