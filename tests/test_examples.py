@@ -34,6 +34,12 @@ FAST_DATA = {"synthetic_classes": 4, "synthetic_videos": 4, "synthetic_eval_vide
              "num_frames": 4, "stride": 2, "batch_size": 4, "num_workers": 0}
 
 
+def _metrics_rows(run: Path) -> list[dict[str, str]]:
+    """Rows of a CSVLogger run's metrics.csv."""
+    with open(run / "metrics.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
 @pytest.fixture(autouse=True)
 def synthetic_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> Path:
     """One synthetic-video cache for the whole session (the notebooks' tests use the same)."""
@@ -229,8 +235,7 @@ def test_custom_disturbance_runs_the_dsm_command_with_the_speed_kind(tmp_path, s
     assert done.returncode == 0, done.stderr[-3000:]
     run = tmp_path / "runs" / "demo_dsm" / "version_0"
     assert "- speed" in (run / "config.yaml").read_text()
-    with open(run / "metrics.csv", newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = _metrics_rows(run)
     assert any(row.get("train/hn_acc_step") for row in rows)
 
 
@@ -296,7 +301,6 @@ def test_custom_objective_yaml_runs_with_the_dsm_command(tmp_path, synthetic_cac
     assert done.returncode == 0, done.stderr[-3000:]
     run = tmp_path / "runs" / "temporal_order" / "version_0"
     assert "examples.temporal_order.TemporalOrderDSM" in (run / "config.yaml").read_text()
-    with open(run / "metrics.csv", newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = _metrics_rows(run)
     assert any(row.get("train/order_loss_step") for row in rows)
     assert (run / "encoder.pt").is_file()
