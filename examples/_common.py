@@ -8,6 +8,7 @@ first when it is run as a file (``python examples/<name>.py``).
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -109,7 +110,10 @@ def example_parser(description: str, out_dir: str) -> argparse.ArgumentParser:
     return parser
 
 
-def example_trainer(out: Path, epochs: int, fast: bool, name: str = "") -> pl.Trainer:
+def example_trainer(
+    out: Path, epochs: int, fast: bool, name: str = "", export: Path | None = None,
+    callbacks: Sequence[pl.Callback] = (),
+) -> pl.Trainer:
     """A CPU ``Trainer`` logging to ``out/name/metrics.csv``, without checkpoints.
 
     Args:
@@ -117,6 +121,9 @@ def example_trainer(out: Path, epochs: int, fast: bool, name: str = "") -> pl.Tr
         epochs: ``max_epochs``.
         fast: hide the progress bar (``--fast`` runs are the tests').
         name: sub-folder of ``out`` for this run's logs ("" = ``out`` itself).
+        export: where ``EncoderExport`` writes ``encoder.pt`` at the end of fit (None: no
+            export).
+        callbacks: more callbacks.
 
     Returns:
         The trainer.
@@ -124,11 +131,14 @@ def example_trainer(out: Path, epochs: int, fast: bool, name: str = "") -> pl.Tr
     import pytorch_lightning as pl
     from pytorch_lightning.loggers import CSVLogger
 
+    from dsm_lightning import EncoderExport
+
+    extra = [EncoderExport(str(export))] if export is not None else []
     return pl.Trainer(
         accelerator="cpu", max_epochs=epochs, log_every_n_steps=1,
         logger=CSVLogger(str(out), name=name, version=""), enable_checkpointing=False,
         enable_model_summary=False, enable_progress_bar=not fast,
-        default_root_dir=str(out / name),
+        default_root_dir=str(out / name), callbacks=[*extra, *callbacks],
     )
 
 

@@ -175,11 +175,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     # 2. DSM pretraining with the custom negatives: nothing else changes.
     model = DSMLightningModule(
-        backbone="tiny3d", backbone_kwargs={"width": s["width"]}, method="dsm",
+        backbone="tiny3d", backbone_kwargs={"width": s["width"]},
         optimizer="adamw", lr=1e-3, temperature=0.1, momentum=0.99,
-        queue_size=s["queue_size"], export_encoder=str(out / "encoder.pt"),
+        queue_size=s["queue_size"],
     )
-    trainer = common.example_trainer(out, s["epochs"], args.fast)
+    trainer = common.example_trainer(out, s["epochs"], args.fast, export=out / "encoder.pt")
     trainer.fit(model, datamodule=data)
     logged = common.logged_metrics(trainer)
     print(f"last epoch: loss={logged['train/loss_epoch']:.3f}, "

@@ -53,16 +53,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         return common.synthetic_datamodule(s, task, augment, args.seed, n_clips=s["n_clips"],
                                            n_crops=s["n_crops"])
 
-    def trainer(name: str, epochs: int) -> pl.Trainer:
-        return common.example_trainer(out, epochs, args.fast, name=name)
+    def trainer(name: str, epochs: int, export: Path | None = None) -> pl.Trainer:
+        return common.example_trainer(out, epochs, args.fast, name=name, export=export)
 
     # 1. Pretraining: a .ckpt (whole module state) and encoder.pt (backbone only).
     pl.seed_everything(args.seed, verbose=False)
     pretrain_data = datamodule("pretrain", common.pretrain_augment(s))
-    dsm = DSMLightningModule(**backbone, method="dsm", optimizer="adamw", lr=1e-3,
-                             temperature=0.1, momentum=0.99, queue_size=s["queue_size"],
-                             export_encoder=str(out / "encoder.pt"))
-    pretrainer = trainer("pretrain", s["pretrain_epochs"])
+    dsm = DSMLightningModule(**backbone, optimizer="adamw", lr=1e-3,
+                             temperature=0.1, momentum=0.99, queue_size=s["queue_size"])
+    pretrainer = trainer("pretrain", s["pretrain_epochs"], export=out / "encoder.pt")
     pretrainer.fit(dsm, datamodule=pretrain_data)
     ckpt = out / "pretrain.ckpt"
     pretrainer.save_checkpoint(str(ckpt))

@@ -81,12 +81,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     pl.seed_everything(args.seed, verbose=False)
     data = common.synthetic_datamodule(s, "pretrain", common.pretrain_augment(s), args.seed)
     model = DSMLightningModule(
-        encoder=SeparableNet(width=s["width"]),  # replaces backbone=<registry name>
-        method="dsm", optimizer="adamw", lr=1e-3, temperature=0.1, momentum=0.99,
-        queue_size=s["queue_size"], export_encoder=str(out / "encoder.pt"),
+        backbone=SeparableNet(width=s["width"]),  # a module instead of a registry name
+        optimizer="adamw", lr=1e-3, temperature=0.1, momentum=0.99,
+        queue_size=s["queue_size"],
     )
     print(f"user backbone wrapped: feature_dim={model.encoder.feature_dim}")
-    trainer = common.example_trainer(out, s["epochs"], args.fast)
+    trainer = common.example_trainer(out, s["epochs"], args.fast, export=out / "encoder.pt")
     trainer.fit(model, datamodule=data)
     logged = common.logged_metrics(trainer)
     print(f"last epoch: loss={logged['train/loss_epoch']:.3f}, "

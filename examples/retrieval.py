@@ -54,19 +54,20 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     def datamodule(task: str, augment: TripletBuilder) -> VideoDataModule:
         return common.synthetic_datamodule(s, task, augment, args.seed, n_clips=s["n_clips"])
 
-    def trainer(name: str, epochs: int = 1) -> pl.Trainer:
-        return common.example_trainer(out, epochs, args.fast, name=name)
+    def trainer(name: str, epochs: int = 1, export: Path | None = None) -> pl.Trainer:
+        return common.example_trainer(out, epochs, args.fast, name=name, export=export)
 
     pl.seed_everything(args.seed, verbose=False)
     pretrained = args.pretrained
     if pretrained is None:
         model = DSMLightningModule(
-            backbone="tiny3d", backbone_kwargs={"width": s["width"]}, method="dsm",
+            backbone="tiny3d", backbone_kwargs={"width": s["width"]},
             optimizer="adamw", lr=1e-3, temperature=0.1, momentum=0.99,
-            queue_size=s["queue_size"], export_encoder=str(out / "encoder.pt"),
+            queue_size=s["queue_size"],
         )
         pretrain_data = datamodule("pretrain", common.pretrain_augment(s))
-        trainer("pretrain", s["epochs"]).fit(model, datamodule=pretrain_data)
+        trainer("pretrain", s["epochs"], export=out / "encoder.pt").fit(
+            model, datamodule=pretrain_data)
         pretrained = str(out / "encoder.pt")
 
     # Retrieval: gallery = train split, queries = test split, n_clips windows per video.

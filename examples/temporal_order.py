@@ -122,11 +122,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     data = common.synthetic_datamodule(s, "pretrain", augment, args.seed)
     model = TemporalOrderDSM(
         order_weight=args.order_weight, backbone="tiny3d",
-        backbone_kwargs={"width": s["width"]}, method="dsm", optimizer="adamw", lr=1e-3,
+        backbone_kwargs={"width": s["width"]}, optimizer="adamw", lr=1e-3,
         temperature=0.1, momentum=0.99, queue_size=s["queue_size"],
-        export_encoder=str(out / "encoder.pt"),
     )
-    trainer = common.example_trainer(out, s["epochs"], args.fast)
+    trainer = common.example_trainer(out, s["epochs"], args.fast, export=out / "encoder.pt")
     trainer.fit(model, datamodule=data)
     logged = common.logged_metrics(trainer)
     print("last epoch:", ", ".join(

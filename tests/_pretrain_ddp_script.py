@@ -15,7 +15,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _pretrain_data import TripletDataModule  # noqa: E402
 
-from dsm_lightning.modules.pretrain import DSMLightningModule  # noqa: E402
+from dsm_lightning.modules.dsm import DSMLightningModule  # noqa: E402
 
 GLOBAL_BATCH, STEPS = 8, 4
 
@@ -35,7 +35,7 @@ def main() -> None:
     pl.seed_everything(0)
     model = DSMLightningModule(
         backbone="tiny3d", backbone_kwargs={"width": 4, "norm": norm}, queue_size=12,
-        lr=0.05, momentum=0.9, export_encoder=None, sync_batchnorm=sync_bn,
+        lr=0.05, momentum=0.9, sync_batchnorm=sync_bn,
     )
     record = _Losses()
     trainer = pl.Trainer(

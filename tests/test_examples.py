@@ -26,8 +26,8 @@ from dsm_lightning.disturb.temporal import frame_kinds, negative_kinds
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
-SCRIPTS = ["custom_disturbance", "finetune_from_checkpoint", "pretrain_custom_backbone",
-           "retrieval", "temporal_order"]
+SCRIPTS = ["custom_disturbance", "custom_method", "finetune_from_checkpoint",
+           "pretrain_custom_backbone", "retrieval", "temporal_order"]
 # Tiny synthetic data for the CLI run (the --fast settings of the scripts).
 FAST_DATA = {"synthetic_classes": 4, "synthetic_videos": 4, "synthetic_eval_videos": 2,
              "synthetic_frames": 16, "synthetic_size": 32, "frame_size": 32, "crop_size": 32,
@@ -304,3 +304,33 @@ def test_custom_objective_yaml_runs_with_the_dsm_command(tmp_path, synthetic_cac
     rows = _metrics_rows(run)
     assert any(row.get("train/order_loss_step") for row in rows)
     assert (run / "encoder.pt").is_file()
+
+
+def test_custom_method_is_a_thin_subclass_that_trains_and_exports(tmp_path, examples_importable):
+    """A new method (BYOL-style) written outside the library on ContrastiveModule."""
+    import inspect
+
+    from dsm_lightning import ContrastiveModule, load_encoder
+    from examples.custom_method import BYOLVideo, main
+
+    assert issubclass(BYOLVideo, ContrastiveModule)
+    assert len(inspect.getsource(BYOLVideo).splitlines()) < 60  # a few dozen lines
+    assert "training_step" not in BYOLVideo.__dict__  # the base's step is reused
+    import pytorch_lightning as pl
+    from _pretrain_data import TripletDataModule
+
+    model = BYOLVideo(backbone="tiny3d", backbone_kwargs={"width": 4}, momentum=0.5, lr=0.1)
+    target_before = [p.detach().clone() for p in model.target_encoder.parameters()]
+    pl.Trainer(accelerator="cpu", max_steps=2, logger=False, enable_checkpointing=False,
+               enable_progress_bar=False, enable_model_summary=False,
+               default_root_dir=str(tmp_path)).fit(model, TripletDataModule(n=8, batch_size=4))
+    target = list(model.target_encoder.parameters())
+    online = list(model.encoder.parameters())
+    # the base ran the EMA of the declared pair: the target moved, but is not a copy
+    assert any(not torch.equal(a, b) for a, b in zip(target_before, target))
+    assert any(not torch.equal(a, b) for a, b in zip(online, target))
+    assert all(not p.requires_grad for p in target)
+    result = main(["--fast", "--out-dir", str(tmp_path / "run")])
+    assert math.isfinite(result["metrics"]["train/loss_epoch"])
+    encoder, meta = load_encoder(tmp_path / "run" / "encoder.pt")
+    assert meta["method"] == "byol" and meta["backbone"] == "tiny3d"

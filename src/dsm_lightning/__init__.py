@@ -15,7 +15,11 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
-    "DSMLightningModule": "dsm_lightning.modules.pretrain",
+    "ContrastiveModule": "dsm_lightning.modules.base",
+    "MoCoModule": "dsm_lightning.modules.moco",
+    "DSMLightningModule": "dsm_lightning.modules.dsm",
+    "DSMIntraModule": "dsm_lightning.modules.dsm_intra",
+    "DSMTripletModule": "dsm_lightning.modules.dsm_triplet",
     "FinetuneModule": "dsm_lightning.modules.finetune",
     "RetrievalModule": "dsm_lightning.modules.retrieval",
     "VideoDataModule": "dsm_lightning.data.datamodule",
@@ -30,10 +34,18 @@ _EXPORTS: dict[str, str] = {
     "EncoderLoadError": "dsm_lightning.models.encoder_io",
     "KNNMonitor": "dsm_lightning.callbacks.knn",
     "TripletMediaLogger": "dsm_lightning.callbacks.media",
+    "EncoderExport": "dsm_lightning.callbacks.export",
+    "LineProgressBar": "dsm_lightning.callbacks.progress",
 }
 
 __all__ = [
+    "ContrastiveModule",
+    "DSMIntraModule",
     "DSMLightningModule",
+    "DSMTripletModule",
+    "EncoderExport",
+    "LineProgressBar",
+    "MoCoModule",
     "EncoderLoadError",
     "FinetuneModule",
     "KNNMonitor",
@@ -52,15 +64,21 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from dsm_lightning.callbacks.export import EncoderExport
     from dsm_lightning.callbacks.knn import KNNMonitor
     from dsm_lightning.callbacks.media import TripletMediaLogger
+    from dsm_lightning.callbacks.progress import LineProgressBar
     from dsm_lightning.data.datamodule import VideoDataModule
     from dsm_lightning.disturb.triplet import TripletBuilder
     from dsm_lightning.models.encoder_io import EncoderLoadError, load_encoder, save_encoder
     from dsm_lightning.models.heads import ProjectionHead
     from dsm_lightning.models.registry import create_backbone, list_backbones, register_backbone
+    from dsm_lightning.modules.base import ContrastiveModule
+    from dsm_lightning.modules.dsm import DSMLightningModule
+    from dsm_lightning.modules.dsm_intra import DSMIntraModule
+    from dsm_lightning.modules.dsm_triplet import DSMTripletModule
     from dsm_lightning.modules.finetune import FinetuneModule
-    from dsm_lightning.modules.pretrain import DSMLightningModule
+    from dsm_lightning.modules.moco import MoCoModule
     from dsm_lightning.modules.retrieval import RetrievalModule
     from dsm_lightning.queue import KeyQueue
 

@@ -1,4 +1,4 @@
-"""LightningModules: pretraining (DSM / DSM-triplet / MoCo), fine-tuning, retrieval.
+"""LightningModules: pretraining methods on one base class, fine-tuning, retrieval.
 
 Imported lazily (PEP 562) so that a module's dependencies load only when it is used.
 """
@@ -8,7 +8,11 @@ from __future__ import annotations
 from dsm_lightning._lazy import lazy_getattr
 
 _EXPORTS = {
-    "DSMLightningModule": "dsm_lightning.modules.pretrain",
+    "ContrastiveModule": "dsm_lightning.modules.base",
+    "MoCoModule": "dsm_lightning.modules.moco",
+    "DSMLightningModule": "dsm_lightning.modules.dsm",
+    "DSMIntraModule": "dsm_lightning.modules.dsm_intra",
+    "DSMTripletModule": "dsm_lightning.modules.dsm_triplet",
     "FinetuneModule": "dsm_lightning.modules.finetune",
     "RetrievalModule": "dsm_lightning.modules.retrieval",
 }
