@@ -32,9 +32,9 @@ def worker(devices: int, out: Path, quick: bool) -> None:
     """Train on ``devices`` gloo processes; rank 0 writes ``out`` with its samples/s."""
     import pytorch_lightning as pl
     import torch
+    from dsm_lightning.modules.pretrain import DSMLightningModule
 
     from benchmarks.bench_pretrain import InMemoryTriplets, StepTimer, trainer
-    from dsm_lightning.modules.pretrain import DSMLightningModule
 
     cfg = _settings(quick)
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // devices))

@@ -24,10 +24,10 @@ import time
 import psutil
 import pytorch_lightning as pl
 import torch
+from dsm_lightning.modules.pretrain import DSMLightningModule
 
 from benchmarks.bench_pretrain import QUICK_SYNTHETIC, trainer
 from dsm_lightning.data.datamodule import VideoDataModule
-from dsm_lightning.modules.pretrain import DSMLightningModule
 
 MIB = 2.0**20
 

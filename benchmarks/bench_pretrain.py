@@ -32,10 +32,10 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from dsm_lightning.modules.pretrain import DSMLightningModule
 from torch.utils.data import DataLoader, Dataset
 
 from dsm_lightning.data.datamodule import VideoDataModule
-from dsm_lightning.modules.pretrain import DSMLightningModule
 
 QUICK_SYNTHETIC = dict(synthetic_classes=2, synthetic_videos=4, synthetic_eval_videos=1,
                        synthetic_frames=16, synthetic_size=32)
