@@ -32,9 +32,9 @@ def worker(devices: int, out: Path, quick: bool) -> None:
     """Train on ``devices`` gloo processes; rank 0 writes ``out`` with its samples/s."""
     import pytorch_lightning as pl
     import torch
-    from dsm_lightning.modules.pretrain import DSMLightningModule
 
     from benchmarks.bench_pretrain import InMemoryTriplets, StepTimer, trainer
+    from dsm_lightning.modules.dsm import DSMLightningModule
 
     cfg = _settings(quick)
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // devices))
@@ -46,7 +46,7 @@ def worker(devices: int, out: Path, quick: bool) -> None:
     batch["index"] = torch.arange(cfg["batch"])
     total = cfg["warmup"] + cfg["steps"]
     model = DSMLightningModule(backbone="tiny3d", backbone_kwargs={"width": cfg["width"]},
-                               queue_size=256, export_encoder=None)
+                               queue_size=256)
     timer = StepTimer()
     kwargs = dict(strategy="ddp", devices=devices) if devices > 1 else {}
     fit = trainer(total, [timer], use_distributed_sampler=False, **kwargs)

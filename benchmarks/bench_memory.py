@@ -24,10 +24,10 @@ import time
 import psutil
 import pytorch_lightning as pl
 import torch
-from dsm_lightning.modules.pretrain import DSMLightningModule
 
 from benchmarks.bench_pretrain import QUICK_SYNTHETIC, trainer
 from dsm_lightning.data.datamodule import VideoDataModule
+from dsm_lightning.modules.dsm import DSMLightningModule
 
 MIB = 2.0**20
 
@@ -98,7 +98,7 @@ def run(quick: bool = False) -> list[dict]:
     dm = VideoDataModule(task="pretrain", batch_size=batch, num_workers=workers,
                          persistent_workers=True, **clip, **synthetic)
     model = DSMLightningModule(backbone="tiny3d", backbone_kwargs={"width": 8},
-                               queue_size=64, export_encoder=None)
+                               queue_size=64)
     monitor = RSSMonitor()
     pl.seed_everything(0, verbose=False)
     start = time.perf_counter()

@@ -32,10 +32,10 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from dsm_lightning.modules.pretrain import DSMLightningModule
 from torch.utils.data import DataLoader, Dataset
 
 from dsm_lightning.data.datamodule import VideoDataModule
+from dsm_lightning.modules.dsm import DSMLightningModule
 
 QUICK_SYNTHETIC = dict(synthetic_classes=2, synthetic_videos=4, synthetic_eval_videos=1,
                        synthetic_frames=16, synthetic_size=32)
@@ -120,7 +120,6 @@ def make_model(cfg: dict[str, Any]) -> DSMLightningModule:
     """The DSM module of ``cfg`` (no encoder export)."""
     return DSMLightningModule(
         backbone=cfg["backbone"], backbone_kwargs=cfg["backbone_kwargs"], queue_size=256,
-        export_encoder=None,
     )
 
 
