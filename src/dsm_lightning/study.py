@@ -1,0 +1,261 @@
+"""``dsm study``: pretrain several methods on the same data, then measure scene bias.
+
+The configuration has the style of ``dsm fit`` (see examples/configs/study_synthetic.yaml)::
+
+    seed_everything: 0
+    out_dir: outputs/demo
+    trainer: {...}            # a `dsm fit` trainer section, shared by every method
+    data: {...}               # a `dsm fit` data section (the pretraining data)
+    methods:                  # name -> the model and the view builder of one `dsm fit`
+      moco: {model: {class_path: MoCoModule, ...}, augment: {class_path: TripletBuilder, ...}}
+      dsm_intra: {...}
+    splits: {...}             # StudySplits: biased / balanced / swapped split names
+    n_clips: 2                # temporal windows averaged per evaluation video
+    random_baseline: true     # a random-init encoder of the first method's backbone
+    encoders: {name: path}    # encoder.pt / .ckpt files scored without pretraining
+
+Each method is pretrained exactly as ``dsm fit`` would run its merged configuration (which
+is saved as ``<out_dir>/<method>/config.yaml`` and re-runs with ``dsm fit --config``); its
+``encoder.pt`` and ``last.ckpt`` go to ``<out_dir>/<method>/``. Then every encoder is
+scored by ``dsm_lightning.evaluation.study`` on the evaluation splits of the same data (the
+data section with ``task: classify``) and one table is printed and written to
+``report.md`` / ``report.json``. With no ``methods``, only ``encoders`` are scored: the
+scene-bias report as a tool for any model.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from dsm_lightning.evaluation.study import (
+    StudySplits,
+    evaluate_features,
+    format_study_table,
+    study_features,
+)
+
+__all__ = ["run_study", "study_parser", "main"]
+
+log = logging.getLogger(__name__)
+
+
+def _say(message: str) -> None:
+    print(f"[study] {message}", flush=True)
+
+
+def _fit_config(
+    seed: int, trainer: Mapping[str, Any], data: Mapping[str, Any], method: Mapping[str, Any],
+    out: Path, name: str,
+) -> dict[str, Any]:
+    """The ``dsm fit`` configuration of one method (its own logger, encoder path, checkpoint)."""
+    unknown = set(method) - {"model", "augment"}
+    if unknown or "model" not in method:
+        raise ValueError(f"methods.{name} takes 'model' (required) and 'augment', got "
+                         f"{sorted(method)}")
+    data_cfg = copy.deepcopy(dict(data))
+    if method.get("augment") is not None:
+        data_cfg.setdefault("init_args", {})["augment"] = copy.deepcopy(method["augment"])
+    trainer_cfg = copy.deepcopy(dict(trainer))
+    trainer_cfg["logger"] = {"class_path": "pytorch_lightning.loggers.CSVLogger",
+                             "init_args": {"save_dir": str(out), "name": name, "version": ""}}
+    trainer_cfg["default_root_dir"] = str(out / name)
+    callbacks = list(trainer_cfg.get("callbacks") or [])
+    callbacks.append({"class_path": "dsm_lightning.callbacks.export.EncoderExport",
+                      "init_args": {"path": str(out / name / "encoder.pt"), "report": False}})
+    trainer_cfg["callbacks"] = callbacks
+    return {"seed_everything": seed, "trainer": trainer_cfg,
+            "model": copy.deepcopy(dict(method["model"])), "data": data_cfg}
+
+
+def _pretrain(config: dict[str, Any], out: Path, name: str) -> dict[str, Any]:
+    """Run one ``dsm fit`` configuration; return its outputs and wall time."""
+    from dsm_lightning.cli import build_cli
+
+    cli = build_cli(config, run=False)
+    start = time.perf_counter()
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    seconds = time.perf_counter() - start
+    ckpt = out / name / "last.ckpt"
+    cli.trainer.save_checkpoint(str(ckpt))
+    logged = {k: float(v) for k, v in cli.trainer.callback_metrics.items() if v.numel() == 1}
+    return {"method": type(cli.model).__name__, "seconds": seconds,
+            "steps": cli.trainer.global_step, "checkpoint": str(ckpt),
+            "encoder": str(out / name / "encoder.pt"),
+            "config": str(out / name / "config.yaml"), "last": logged}
+
+
+def _eval_datamodule(data: Mapping[str, Any]) -> Any:
+    """The data section as a classification DataModule (no view builder)."""
+    import pytorch_lightning as pl
+    from jsonargparse import ArgumentParser
+
+    from dsm_lightning.cli import import_public_classes
+
+    import_public_classes()
+    cfg = copy.deepcopy(dict(data))
+    init = cfg.setdefault("init_args", {})
+    init["task"] = "classify"
+    init.pop("augment", None)
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_subclass_arguments(pl.LightningDataModule, "data")
+    return parser.instantiate_classes(parser.parse_object({"data": cfg})).data
+
+
+def _random_encoder(meta: Mapping[str, Any], seed: int) -> nn.Module | None:
+    from dsm_lightning.models.registry import create_backbone
+
+    if meta.get("backbone") is None:
+        return None  # a user module: the registry cannot rebuild it
+    torch.manual_seed(seed)
+    return create_backbone(meta["backbone"], **dict(meta.get("backbone_kwargs") or {}))
+
+
+def run_study(
+    out_dir: str = "outputs/study",
+    trainer: dict[str, Any] | None = None,
+    data: dict[str, Any] | None = None,
+    methods: dict[str, dict[str, Any]] | None = None,
+    splits: StudySplits | None = None,
+    n_clips: int = 2,
+    random_baseline: bool = True,
+    encoders: dict[str, str] | None = None,
+    only: list[str] | None = None,
+    seed_everything: int = 0,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Pretrain ``methods`` on ``data``, score them (and ``encoders``), write the report.
+
+    Args:
+        out_dir: where every method's run, the plots and ``report.{json,md}`` go (relative to
+            the working directory).
+        trainer: ``dsm fit`` trainer section shared by every method.
+        data: ``dsm fit`` data section (class_path + init_args); evaluation uses it with
+            ``task="classify"``.
+        methods: name -> ``{"model": <model section>, "augment": <view builder section>}``.
+        splits: evaluation split names (defaults: the synthetic source's).
+        n_clips: temporal windows averaged per evaluation video.
+        random_baseline: add a random-init encoder of the first encoder's backbone.
+        encoders: name -> ``encoder.pt`` / ``.ckpt`` path scored without pretraining.
+        only: run just these methods (names from ``methods``).
+        seed_everything: seed of every pretraining and of the random baseline.
+        progress: progress lines / bars for feature extraction.
+
+    Returns:
+        The report: ``results`` per encoder, ``pretraining`` runs, ``seconds``, ``table``.
+
+    Raises:
+        ValueError: nothing to score, an unknown name in ``only``, or a bad method entry.
+    """
+    from dsm_lightning.models.encoder_io import load_encoder
+
+    if data is None:
+        raise ValueError("the study needs a data section (a `dsm fit` data config)")
+    methods = dict(methods or {})
+    if only:
+        unknown = sorted(set(only) - set(methods))
+        if unknown:
+            raise ValueError(f"only={unknown} not in methods {sorted(methods)}")
+        methods = {name: methods[name] for name in only}
+    if not methods and not encoders:
+        raise ValueError("nothing to score: give methods to pretrain and/or encoders files")
+    splits = splits or StudySplits()
+    out = Path(out_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+
+    _say("1/4 data")
+    eval_dm = _eval_datamodule(data)
+    eval_dm.prepare_data()
+    eval_dm.setup("test")
+    class_names = list(eval_dm.class_names)
+    t_data = time.perf_counter() - t0
+
+    runs: dict[str, dict[str, Any]] = {}
+    for i, (name, method) in enumerate(methods.items()):
+        _say(f"2/4 pretraining {name} ({i + 1}/{len(methods)})")
+        config = _fit_config(seed_everything, trainer or {}, data, method, out, name)
+        runs[name] = _pretrain(config, out, name)
+
+    _say("3/4 features, probes, retrieval, scene bias")
+    loaded: dict[str, tuple[nn.Module, dict[str, Any]]] = {}
+    for name, run in runs.items():
+        loaded[name] = load_encoder(run["encoder"])
+    for name, path in (encoders or {}).items():
+        loaded[name] = load_encoder(path)
+    scored: dict[str, nn.Module] = {}
+    if random_baseline and loaded:
+        random = _random_encoder(next(iter(loaded.values()))[1], seed_everything)
+        if random is not None:
+            scored["random"] = random
+    scored.update({name: module for name, (module, _) in loaded.items()})
+
+    def batches_of(split: str) -> Any:
+        return eval_dm.clip_dataloader(split, n_clips=n_clips)
+
+    def transform(batch: dict[str, Any]) -> dict[str, Any]:
+        return eval_dm.on_after_batch_transfer(batch, 0)
+
+    results = {}
+    for name, encoder in scored.items():
+        feats = study_features(encoder, batches_of, splits, transform, progress=progress)
+        results[name] = evaluate_features(name, feats, splits, class_names, out_dir=out)
+
+    total = time.perf_counter() - t0
+    table = format_study_table(results, chance=1.0 / len(class_names))
+    labels = {name: run["method"] for name, run in runs.items()}
+    legend = ", ".join(f"{name} = {cls}" for name, cls in labels.items())
+    report = {
+        "results": results, "pretraining": runs, "methods": labels,
+        "encoders": dict(encoders or {}),
+        "seconds": {"data": t_data, "total": total,
+                    **{f"pretrain_{m}": r["seconds"] for m, r in runs.items()}},
+        "table": table,
+    }
+    (out / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    (out / "report.md").write_text(
+        f"# dsm-lightning scene-bias study\n\n```\n{table}\n```\n\n{legend}\n")
+    _say("4/4 results\n")
+    print(table)
+    if legend:
+        print(f"\ncolumns: {legend}" + (", random = random init" if "random" in scored else ""))
+    print(f"\n[study] total {total / 60:.1f} min (data {t_data:.0f}s"
+          + "".join(f", pretrain {m} {r['seconds']:.0f}s" for m, r in runs.items()) + ")")
+    print(f"[study] report: {out / 'report.md'}, {out / 'report.json'}")
+    print(f"[study] per-class plots: {out}/scene_bias_*.png")
+    for name, run in runs.items():
+        print(f"[study] {name}: {run['encoder']}, {run['checkpoint']}, {run['config']}")
+    return report
+
+
+def study_parser() -> Any:
+    """The ``dsm study`` argument parser (jsonargparse; ``--config`` takes a YAML file)."""
+    from jsonargparse import ActionConfigFile, ArgumentParser
+
+    parser = ArgumentParser(
+        prog="dsm study", exit_on_error=False,
+        description="Pretrain several methods on the same data and measure their scene bias "
+                    "(balanced / biased linear probes on normal and static clips, retrieval, "
+                    "per-class report). See examples/configs/study_synthetic.yaml.")
+    parser.add_argument("--config", action=ActionConfigFile, help="a study YAML file")
+    parser.add_function_arguments(run_study, skip={"progress"})
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Parse ``dsm study`` arguments and run the study."""
+    parser = study_parser()
+    cfg = parser.parse_args(list(argv) if argv is not None else None)
+    init = parser.instantiate_classes(cfg)
+    kwargs = {k: v for k, v in init.as_dict().items() if k != "config"}
+    if isinstance(kwargs.get("splits"), Mapping):
+        kwargs["splits"] = StudySplits(**kwargs["splits"])
+    return run_study(**kwargs)
