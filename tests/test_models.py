@@ -19,6 +19,7 @@ from dsm_lightning.models import (
     save_encoder,
 )
 from dsm_lightning.models import registry as registry_module
+from _user_backbone import MyNet
 
 # Small settings where the full model is too slow for CI (the full ones build the same code).
 SMALL = {
@@ -160,18 +161,6 @@ def test_load_encoder_mismatch_lists_keys_and_both_backbones(tmp_path):
     torch.testing.assert_close(loaded.model.weight, user.model.weight)
     with pytest.raises(FileNotFoundError):
         load_encoder(tmp_path / "missing.pt")
-
-
-class MyNet(nn.Module):
-    """A user's network, not in the registry: a feature map (B, 6, T, H, W) and a norm layer."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv3d(3, 6, 3, padding=1)
-        self.norm = nn.BatchNorm3d(6)
-
-    def forward(self, video: torch.Tensor) -> torch.Tensor:
-        return self.norm(self.conv(video)).relu()
 
 
 def test_as_backbone_wraps_bare_modules_once():
