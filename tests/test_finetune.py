@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
@@ -409,3 +410,14 @@ def test_user_module_pretrained_by_dsm_loads_into_a_bare_module(tmp_path):
     _same_backbone_weights(model.encoder, module.encoder)
     video = torch.randn(2, 3, 4, 16, 16)
     torch.testing.assert_close(model.eval().features(video), module.encoder.eval()(video))
+
+
+@pytest.mark.parametrize("name", ["finetune_ucf101_split1", "finetune_hmdb51_split1"])
+def test_finetune_configs_hold_out_a_validation_split(name):
+    """UCF101 / HMDB51 have no validation split of their own: without val_split a fit shows
+    no validation curve."""
+    import yaml
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "configs" / f"{name}.yaml"
+    data = yaml.safe_load(path.read_text())["data"]["init_args"]
+    assert 0.0 < data["val_split"] < 0.5 and data["source"] in ("ucf101", "hmdb51")
