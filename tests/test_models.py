@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _user_backbone import MyNet
 from torch import nn
 
 from dsm_lightning.models import (
@@ -19,7 +20,6 @@ from dsm_lightning.models import (
     save_encoder,
 )
 from dsm_lightning.models import registry as registry_module
-from _user_backbone import MyNet
 
 # Small settings where the full model is too slow for CI (the full ones build the same code).
 SMALL = {
