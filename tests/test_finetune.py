@@ -421,3 +421,12 @@ def test_finetune_configs_hold_out_a_validation_split(name):
     path = Path(__file__).resolve().parents[1] / "examples" / "configs" / f"{name}.yaml"
     data = yaml.safe_load(path.read_text())["data"]["init_args"]
     assert 0.0 < data["val_split"] < 0.5 and data["source"] in ("ucf101", "hmdb51")
+
+
+def test_require_fitted_raises_instead_of_warning(tmp_path):
+    """What the dsm CLI sets: a ValueError on every rank instead of a rank-zero warning."""
+    model = FinetuneModule(num_classes=4, backbone="tiny3d", backbone_kwargs=TINY, n_clips=2,
+                           n_crops=1)
+    model.require_fitted = True
+    with pytest.raises(ValueError, match="never fitted"):
+        trainer(tmp_path).test(model, ClipDataModule(n_train=8, n_test=8, batch_size=8))

@@ -20,7 +20,6 @@ import inspect
 import os
 import re
 import sys
-import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -190,10 +189,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from jsonargparse import ArgumentError
 
     from dsm_lightning.models.encoder_io import EncoderLoadError
-    from dsm_lightning.modules.finetune import UnfittedClassifierWarning
 
     return (ArgumentError, FileNotFoundError, NotADirectoryError, ValueError, EncoderLoadError,
-            UnfittedClassifierWarning, UnpicklingError)
+            UnpicklingError)
 
 
 def _option_value(args: Sequence[str], option: str) -> str | None:
@@ -234,12 +232,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from jsonargparse import ArgumentError
 
     from dsm_lightning.cli_parser import build_cli
-    from dsm_lightning.modules.finetune import UnfittedClassifierWarning
 
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", UnfittedClassifierWarning)  # refuse, not warn
-            build_cli(argv)
+        build_cli(argv)
     except _user_errors() as err:
         if os.environ.get("DSM_DEBUG"):
             raise
@@ -248,8 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             # jsonargparse reports every failed instantiation as a ValueError: the name adds
             # nothing
-            plain = (ArgumentError, ValueError, UnfittedClassifierWarning)
-            kind = "" if isinstance(err, plain) else f"{type(err).__name__}: "
+            kind = "" if isinstance(err, (ArgumentError, ValueError)) else f"{type(err).__name__}: "
             message = kind + format_error(err)
         print(f"dsm: error: {message}", file=sys.stderr)
         print("dsm: see `dsm <subcommand> --help` (or --print_config); DSM_DEBUG=1 shows the "

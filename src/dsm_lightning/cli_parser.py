@@ -216,7 +216,8 @@ class DSMCLI(LightningCLI):
             parser.link_arguments(source, target, apply_on="instantiate")
 
     def after_instantiate_classes(self) -> None:
-        """Drop linked values the model does not accept from its saved hyper-parameters.
+        """Drop linked values the model does not accept from its saved hyper-parameters, and
+        make a model with a ``require_fitted`` switch refuse to evaluate an unfitted head.
 
         jsonargparse skips a link whose target the model lacks, but Lightning still records
         the value in ``model.hparams``; removing it keeps checkpoints reloadable.
@@ -224,6 +225,8 @@ class DSMCLI(LightningCLI):
         model = getattr(self, "model", None)
         if model is None:
             return
+        if hasattr(model, "require_fitted"):  # FinetuneModule: `dsm test` refuses, not warns
+            model.require_fitted = True
         accepted = inspect.signature(type(model).__init__).parameters
         takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
         for _, target in (*PARSE_LINKS, *INSTANTIATE_LINKS):

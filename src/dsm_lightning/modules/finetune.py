@@ -7,7 +7,8 @@ windows x ``n_crops`` spatial crops).
 
 Testing (or validating, predicting) a classifier that was never fitted -- no fit in this
 process and no checkpoint of a fit loaded -- measures a random linear layer: the module
-warns with :class:`UnfittedClassifierWarning` (the ``dsm`` CLI turns it into an error).
+warns with :class:`UnfittedClassifierWarning`, or raises ``ValueError`` when
+``require_fitted`` is set (the ``dsm`` CLI sets it).
 """
 
 from __future__ import annotations
@@ -68,7 +69,8 @@ class FinetuneModule(pl.LightningModule):
     ``confusion_matrix.png`` in the logger's run directory (``trainer.log_dir``), not
     written without a logger. ``self.classifier_fitted`` (saved in checkpoints) tells
     whether the classifier was trained; ``validate`` / ``test`` / ``predict`` outside a fit
-    warn with ``UnfittedClassifierWarning`` when it was not.
+    warn with ``UnfittedClassifierWarning`` when it was not (``ValueError`` on every rank
+    when ``self.require_fitted`` is True, as under the ``dsm`` CLI).
 
     Args:
         num_classes: number of action classes K.
@@ -210,6 +212,8 @@ class FinetuneModule(pl.LightningModule):
         self._warned_views = False
         #: True once the classifier took a training step here or came from a fitted checkpoint
         self.classifier_fitted = False
+        #: raise ValueError instead of warning on an unfitted classifier (set by the dsm CLI)
+        self.require_fitted = False
 
     # ----------------------------------------------------------------------------- model
 
@@ -284,16 +288,23 @@ class FinetuneModule(pl.LightningModule):
         self.classifier_fitted = True
 
     def _check_fitted(self, stage: str) -> None:
-        """Warn when ``stage`` runs outside a fit on a classifier that was never trained."""
+        """Warn (or raise) when ``stage`` runs outside a fit on a never-trained classifier.
+
+        Raises:
+            ValueError: the classifier was never fitted and ``require_fitted`` is True (the
+                same on every rank, so no rank waits for another).
+        """
         if self.classifier_fitted or self.trainer.state.fn == TrainerFn.FITTING:
             return
-        rank_zero_warn(
+        message = (
             f"FinetuneModule: {stage} on a classifier that was never fitted (no fit in this "
             "process and no checkpoint of a fit loaded), so its accuracy is chance level; "
             f"fit first, then `dsm {stage} --config <config> --ckpt_path <checkpoint of "
-            "that fit>` (or trainer.fit before trainer.test)",
-            category=UnfittedClassifierWarning,
+            "that fit>` (or trainer.fit before trainer.test)"
         )
+        if self.require_fitted:
+            raise ValueError(message)
+        rank_zero_warn(message, category=UnfittedClassifierWarning)
 
     def on_validation_start(self) -> None:
         self._check_fitted("validate")
