@@ -254,7 +254,7 @@ def _cli_kwargs(args: Sequence[str] | None, run: bool) -> dict[str, Any]:
         "description": "dsm-lightning: DSM video SSL pretraining, fine-tuning and retrieval.",
         "exit_on_error": False,  # main() prints one short message instead of usage + trace
     }
-    for name in LightningCLI.subcommands():
+    for name in DSMCLI.subcommands():
         parser_kwargs[name] = {"exit_on_error": False, "epilog": _HELP_EPILOG.format(cmd=name)}
     return {
         "parser_class": DSMArgumentParser,
