@@ -219,3 +219,11 @@ def test_per_class_accuracy():
     acc = per_class_accuracy(pred, labels, 3)
     torch.testing.assert_close(acc[:2], torch.tensor([0.5, 2 / 3]))
     assert torch.isnan(acc[2])
+
+
+def test_recall_table_rows_in_percent_and_nan_as_not_available():
+    table = format_recall_table({1: 0.125, 5: 0.5, 50: float("nan")}, title="dsm")
+    head, rule, row = table.splitlines()
+    assert head.split(" | ") == ["k  ", "   R@1", "   R@5", "  R@50"]
+    assert row.split(" | ") == ["dsm", " 12.50", " 50.00", "   n/a"]
+    assert set(rule) == {"-"} and len(rule) == len(head)

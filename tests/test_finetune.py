@@ -1,16 +1,23 @@
-"""FinetuneModule: encoder loading (ckpt, encoder.pt, errors), modes, metrics, probe margin."""
+"""FinetuneModule: encoder loading (ckpt, encoder.pt, user modules, errors), modes, metrics,
+the never-fitted warning, where the confusion matrix goes, probe margin."""
 
 from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from _user_backbone import MyNet
+from pytorch_lightning.loggers import CSVLogger
 from torch.utils.data import DataLoader, Dataset
 
 from dsm_lightning.evaluation import video_level_predictions
-from dsm_lightning.models import EncoderLoadError, create_backbone, save_encoder
-from dsm_lightning.modules.finetune import FinetuneModule
+from dsm_lightning.models import BackboneWrapper, EncoderLoadError, create_backbone, save_encoder
+from dsm_lightning.modules.finetune import FinetuneModule, UnfittedClassifierWarning
 
 TINY = {"width": 2}
 
@@ -241,7 +248,9 @@ def test_test_step_is_video_level_and_writes_confusion(tmp_path):
         class_names=names,
     )
     data = ClipDataModule(n_test=24, views=2, batch_size=8)
-    results = trainer(tmp_path).test(model, data, verbose=False)[0]
+    logger = CSVLogger(tmp_path / "runs", name="ft")
+    with pytest.warns(UnfittedClassifierWarning, match="never fitted"):  # no fit here
+        results = trainer(tmp_path, logger=logger).test(model, data, verbose=False)[0]
     model.eval()
     with torch.no_grad():
         video = data.test["video"]
@@ -255,9 +264,11 @@ def test_test_step_is_video_level_and_writes_confusion(tmp_path):
     assert confusion.sum() == 24 and confusion.trace() == round(expected_top1 * 24)
     per_class = model.test_results["per_class_accuracy"]
     assert list(per_class) == names
-    assert (tmp_path / "confusion_matrix.png").stat().st_size > 1000
+    png = tmp_path / "runs" / "ft" / "version_0" / "confusion_matrix.png"
+    assert png.stat().st_size > 1000 and model.test_results["confusion_matrix_png"] == str(png)
 
-    predictions = trainer(tmp_path).predict(model, data)
+    with pytest.warns(UnfittedClassifierWarning):
+        predictions = trainer(tmp_path).predict(model, data)
     torch.testing.assert_close(torch.cat(predictions), probs, atol=1e-5, rtol=1e-5)
 
 
@@ -295,3 +306,127 @@ def test_linear_probe_beats_random_init(tmp_path, informative_encoder):
     print("probe accuracy pretrained", pretrained, "random", random)
     assert pretrained >= 0.85
     assert pretrained - random >= 0.4, (pretrained, random)
+
+
+# --------------------------------------------------------------- fitted or not, outputs
+
+
+def _unfitted_warnings(record) -> list:
+    return [w for w in record if issubclass(w.category, UnfittedClassifierWarning)]
+
+
+def test_never_fitted_classifier_warns_and_a_fitted_checkpoint_does_not(tmp_path, monkeypatch):
+    """test/validate warn on an untrained classifier; after fit, or from the checkpoint of
+    a fit (Trainer ckpt_path or load_from_checkpoint), they do not."""
+    data = ClipDataModule(n_train=16, n_test=8, batch_size=8)
+    model = FinetuneModule(num_classes=4, backbone="tiny3d", backbone_kwargs=TINY, n_clips=2,
+                           n_crops=1)
+    assert not model.classifier_fitted
+    for run in (trainer(tmp_path).test, trainer(tmp_path).validate):
+        with pytest.warns(UnfittedClassifierWarning, match="never fitted"):
+            run(model, data, verbose=False)
+    unfitted_ckpt = tmp_path / "unfitted.ckpt"
+    fit = trainer(tmp_path, max_steps=0)
+    fit.fit(model, data)
+    fit.save_checkpoint(unfitted_ckpt)
+
+    fit = trainer(tmp_path, max_steps=2, limit_val_batches=1)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        fit.fit(model, data)  # the sanity check / validation during fit do not warn
+        fit.test(model, data, verbose=False)
+    assert model.classifier_fitted and not _unfitted_warnings(record)
+    fitted_ckpt = tmp_path / "fitted.ckpt"
+    fit.save_checkpoint(fitted_ckpt)
+
+    fresh = FinetuneModule(num_classes=4, backbone="tiny3d", backbone_kwargs=TINY, n_clips=2,
+                           n_crops=1)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        trainer(tmp_path).test(fresh, data, ckpt_path=fitted_ckpt, verbose=False)
+        loaded = FinetuneModule.load_from_checkpoint(fitted_ckpt)
+        trainer(tmp_path).validate(loaded, data, verbose=False)
+    assert fresh.classifier_fitted and loaded.classifier_fitted
+    assert not _unfitted_warnings(record)
+    with pytest.warns(UnfittedClassifierWarning):
+        trainer(tmp_path).test(fresh, data, ckpt_path=unfitted_ckpt, verbose=False)
+
+
+def test_without_logger_the_confusion_matrix_is_not_written(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the default root dir is the working directory
+    model = FinetuneModule(num_classes=4, backbone="tiny3d", backbone_kwargs=TINY, n_clips=2,
+                           n_crops=1)
+    model.classifier_fitted = True
+    run = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                     enable_model_summary=False)
+    run.test(model, ClipDataModule(n_train=8, n_test=8, batch_size=8), verbose=False)
+    assert model.test_results["confusion_matrix"].sum() == 8
+    assert "confusion_matrix_png" not in model.test_results
+    assert not list(tmp_path.rglob("*.png")) and os.listdir(tmp_path) == []
+
+
+# ------------------------------------------------------------------------ user module
+
+
+def _same_backbone_weights(module: torch.nn.Module, reference: BackboneWrapper) -> None:
+    for key, value in reference.state_dict().items():
+        torch.testing.assert_close(module.state_dict()[key], value, rtol=0, atol=0)
+
+
+def test_bare_user_module_loads_an_encoder_pt_of_a_wrapped_one(tmp_path):
+    """encoder.pt written from BackboneWrapper(MyNet()) (keys model.*) -> backbone=MyNet()."""
+    torch.manual_seed(0)
+    trained = BackboneWrapper(MyNet())
+    trained.model.norm.running_var.mul_(3.0)
+    path = save_encoder(tmp_path / "encoder.pt", trained, None)
+    model = FinetuneModule(num_classes=4, pretrained=str(path), backbone=MyNet())
+    assert isinstance(model.encoder, BackboneWrapper) and model.classifier.in_features == 6
+    _same_backbone_weights(model.encoder, trained)
+    assert model.hparams.backbone is None  # a module is not a hyper-parameter
+    random_init = FinetuneModule(num_classes=4, backbone=MyNet())
+    assert random_init.encoder.feature_dim == 6
+
+    fit = trainer(tmp_path, max_steps=1, limit_val_batches=0)
+    fit.fit(model, ClipDataModule(n_train=8, batch_size=8))
+    fit.save_checkpoint(tmp_path / "ft.ckpt")  # reloads with the module passed again
+    loaded = FinetuneModule.load_from_checkpoint(tmp_path / "ft.ckpt", backbone=MyNet())
+    assert_same_weights(loaded, model)
+
+
+def test_user_module_pretrained_by_dsm_loads_into_a_bare_module(tmp_path):
+    """Both directions through the pretraining module: pretrain MyNet(), load into MyNet()."""
+    from dsm_lightning import DSMLightningModule
+
+    torch.manual_seed(0)
+    module = DSMLightningModule(encoder=MyNet(), queue_size=16)
+    gen = torch.Generator().manual_seed(0)
+    clips = {key: torch.randn(8, 3, 4, 16, 16, generator=gen)
+             for key in ("anchor", "positive", "negative")}
+    clips["label"] = torch.full((8,), -1)
+    trainer(tmp_path, max_steps=2).fit(module, train_dataloaders=DataLoader(
+        DictDataset(clips), batch_size=4))
+    path = save_encoder(tmp_path / "user_encoder.pt", module.encoder, None)  # what the export writes
+    model = FinetuneModule(num_classes=4, pretrained=str(path), backbone=MyNet())
+    _same_backbone_weights(model.encoder, module.encoder)
+    video = torch.randn(2, 3, 4, 16, 16)
+    torch.testing.assert_close(model.eval().features(video), module.encoder.eval()(video))
+
+
+@pytest.mark.parametrize("name", ["finetune_ucf101_split1", "finetune_hmdb51_split1"])
+def test_finetune_configs_hold_out_a_validation_split(name):
+    """UCF101 / HMDB51 have no validation split of their own: without val_split a fit shows
+    no validation curve."""
+    import yaml
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "configs" / f"{name}.yaml"
+    data = yaml.safe_load(path.read_text())["data"]["init_args"]
+    assert 0.0 < data["val_split"] < 0.5 and data["source"] in ("ucf101", "hmdb51")
+
+
+def test_require_fitted_raises_instead_of_warning(tmp_path):
+    """What the dsm CLI sets: a ValueError on every rank instead of a rank-zero warning."""
+    model = FinetuneModule(num_classes=4, backbone="tiny3d", backbone_kwargs=TINY, n_clips=2,
+                           n_crops=1)
+    model.require_fitted = True
+    with pytest.raises(ValueError, match="never fitted"):
+        trainer(tmp_path).test(model, ClipDataModule(n_train=8, n_test=8, batch_size=8))

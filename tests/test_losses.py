@@ -158,3 +158,21 @@ def test_queue_mask_equals_removing_those_queue_rows_per_sample():
     assert stats["queue_logit"].item() == pytest.approx(kept.mean().item(), rel=1e-9)
     with pytest.raises(ValueError, match="queue_mask"):
         dsm_infonce_loss(q, key, queue, n, queue_mask=mask[:, :3])
+
+
+def test_module_passes_queue_mask_like_the_function():
+    """``DSMInfoNCELoss`` forwards ``queue_mask``: same as the per-sample slow loop."""
+    b, d, k = 3, 4, 5
+    q, key, queue, n = _unit(b, d, seed=31), _unit(b, d, seed=32), _unit(k, d, seed=33), _unit(b, d, seed=34)
+    mask = torch.zeros(b, k, dtype=torch.bool)
+    mask[1, [0, 2, 3]] = True
+    loss, _ = DSMInfoNCELoss(temperature=0.1, negative_weight=2.0)(q, key, queue, n, queue_mask=mask)
+    per_sample = [
+        _slow_infonce(q[i : i + 1], key[i : i + 1], queue[~mask[i]], n[i : i + 1], 0.1, 2.0)
+        for i in range(b)
+    ]
+    assert loss.item() == pytest.approx(sum(per_sample) / b, rel=1e-9)
+    unmasked, _ = DSMInfoNCELoss(temperature=0.1, negative_weight=2.0)(q, key, queue, n)
+    assert unmasked.item() != pytest.approx(loss.item(), rel=1e-6)  # the mask changes the loss
+    with pytest.raises(ValueError, match="queue_mask"):
+        DSMInfoNCELoss()(q, key, queue, n, queue_mask=mask[:, :2])

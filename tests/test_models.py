@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _user_backbone import MyNet
 from torch import nn
 
 from dsm_lightning.models import (
     BackboneWrapper,
     EncoderLoadError,
     ProjectionHead,
+    as_backbone,
     create_backbone,
     list_backbones,
+    load_backbone_weights,
     load_encoder,
     register_backbone,
     save_encoder,
@@ -118,9 +121,11 @@ def test_encoder_pt_round_trip_with_weights_only(tmp_path):
     assert meta["backbone"] == "tiny3d" and meta["num_frames"] == 8 and "state_dict" not in meta
     video = torch.randn(2, 3, 8, 32, 32)
     torch.testing.assert_close(loaded.eval()(video), model(video))
-    # weights= accepts the same file
-    again = create_backbone("tiny3d", width=4, weights=str(path)).eval()
+    # load_backbone_weights accepts the same file (create_backbone itself builds only)
+    again = load_backbone_weights(create_backbone("tiny3d", width=4), path).eval()
     torch.testing.assert_close(again(video), model(video))
+    with pytest.raises(ValueError, match="load_backbone_weights"):
+        create_backbone("tiny3d", width=4, weights=str(path))
 
 
 def test_weights_file_of_the_original_network_ignores_only_the_removed_head(tmp_path):
@@ -130,13 +135,13 @@ def test_weights_file_of_the_original_network_ignores_only_the_removed_head(tmp_
     original = r3d_18(weights=None, num_classes=10)
     layers = (2, 2, 2, 2)
     torch.save(original.state_dict(), tmp_path / "r3d.pt")  # includes fc.weight / fc.bias
-    model = create_backbone("r3d_18", layers=layers, weights=str(tmp_path / "r3d.pt"))
+    model = load_backbone_weights(create_backbone("r3d_18", layers=layers), tmp_path / "r3d.pt")
     torch.testing.assert_close(model.model.stem[0].weight, original.stem[0].weight)
     state = original.state_dict()
     del state["layer1.0.conv1.0.weight"]
     torch.save(state, tmp_path / "broken.pt")
     with pytest.raises(EncoderLoadError, match="layer1.0.conv1.0.weight"):
-        create_backbone("r3d_18", weights=str(tmp_path / "broken.pt"))
+        load_backbone_weights(create_backbone("r3d_18"), tmp_path / "broken.pt")
 
 
 def test_load_encoder_mismatch_lists_keys_and_both_backbones(tmp_path):
@@ -156,3 +161,41 @@ def test_load_encoder_mismatch_lists_keys_and_both_backbones(tmp_path):
     torch.testing.assert_close(loaded.model.weight, user.model.weight)
     with pytest.raises(FileNotFoundError):
         load_encoder(tmp_path / "missing.pt")
+
+
+def test_as_backbone_wraps_bare_modules_once():
+    wrapped = as_backbone(MyNet())
+    assert isinstance(wrapped, BackboneWrapper) and wrapped.feature_dim == 6
+    assert as_backbone(wrapped) is wrapped
+    assert as_backbone(MyNet(), feature_dim=6).feature_dim == 6
+    assert set(wrapped.state_dict()) == {"model." + k for k in MyNet().state_dict()}
+
+
+@pytest.mark.parametrize("saved_as", ["wrapper", "bare"])
+def test_bare_user_module_loads_what_pretraining_saved(tmp_path, saved_as):
+    """encoder.pt of BackboneWrapper(MyNet()) (how pretraining saves a user network) or of
+    the bare MyNet() loads into a bare MyNet(): wrapped, weights equal, same features."""
+    torch.manual_seed(0)
+    trained = BackboneWrapper(MyNet())
+    trained.model.norm.running_mean.add_(1.5)  # a buffer that must round-trip too
+    source = trained if saved_as == "wrapper" else trained.model
+    path = save_encoder(tmp_path / "encoder.pt", source, None)
+    keys = set(torch.load(path, weights_only=True)["state_dict"])
+    assert all(k.startswith("model.") for k in keys) == (saved_as == "wrapper")
+
+    loaded, meta = load_encoder(path, backbone=MyNet())
+    assert isinstance(loaded, BackboneWrapper) and loaded.feature_dim == 6
+    assert meta["backbone"] is None
+    for key, value in trained.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[key], value, rtol=0, atol=0)
+    video = torch.randn(2, 3, 4, 8, 8)
+    torch.testing.assert_close(loaded.eval()(video), trained.eval()(video))
+    # a wrapper given by the user loads the same file
+    again, _ = load_encoder(path, backbone=BackboneWrapper(MyNet()))
+    torch.testing.assert_close(again.eval()(video), trained(video))
+
+
+def test_bare_user_module_of_another_shape_is_refused(tmp_path):
+    path = save_encoder(tmp_path / "encoder.pt", BackboneWrapper(MyNet()), None)
+    with pytest.raises(EncoderLoadError, match="the given Conv3d"):
+        load_encoder(path, backbone=nn.Conv3d(3, 6, 1))

@@ -1,20 +1,15 @@
-"""The ``dsm`` console script: LightningCLI in subclass mode for model and data.
+"""The ``dsm`` console script: ``dsm fit|validate|test|predict --config FILE.yaml``.
 
-``dsm fit --config examples/configs/demo_dsm.yaml`` pretrains, ``dsm test --config
-finetune.yaml`` evaluates; any LightningModule / LightningDataModule is chosen by
-``class_path`` (short names such as ``DSMLightningModule``, ``VideoDataModule``,
-``TripletBuilder`` or ``TripletMediaLogger`` work for the package's own classes).
-Configuration is constructor signatures: every argument of the chosen classes is settable
-from YAML or as a flag, and ``--print_config`` writes a complete, re-runnable config.
+``dsm --help`` (or ``dsm`` alone) prints the subcommands at once, without importing torch
+or Lightning; everything else goes to the LightningCLI parser of
+:mod:`dsm_lightning.cli_parser` (subclass mode for model and data, links between them,
+short help), whose public names (``DSMCLI``, ``build_cli``, ``parse_config``) are also
+reachable from here.
 
-Values shared by data and model are linked, not typed twice: ``data.num_classes`` feeds the
-model's ``num_classes`` (``data.class_names`` its ``class_names``) and ``data.n_clips`` / ``data.n_crops`` the model's ``n_clips`` /
-``n_crops``, each only when the chosen model has that argument; ``data.crop_size`` sets the
-crop of a ``TripletBuilder`` given as ``data.augment``.
-
-A wrong configuration (unknown key, wrong type, missing file, invalid value) ends the
-command with one short message naming the key or file, exit code 2; ``DSM_DEBUG=1`` shows
-the traceback instead.
+A wrong configuration (unknown key, wrong type, missing file, invalid value), a checkpoint
+that is not safe to unpickle, or testing a classifier that was never fitted ends the command
+with one short message naming the key or file, exit code 2; ``DSM_DEBUG=1`` shows the
+traceback instead.
 """
 
 from __future__ import annotations
@@ -26,170 +21,51 @@ import os
 import re
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pytorch_lightning as pl
-from jsonargparse import ArgumentError, Namespace
-from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+from dsm_lightning._lazy import lazy_getattr
 
-import dsm_lightning
+if TYPE_CHECKING:  # pragma: no cover - for type checkers; imported on first use below
+    from dsm_lightning.cli_parser import DSMCLI, build_cli, parse_config
 
-__all__ = ["DSMCLI", "build_cli", "format_error", "main", "parse_config"]
+__all__ = ["DSMCLI", "SUBCOMMANDS", "build_cli", "format_error", "main", "parse_config"]
 
-SUBCOMMANDS: tuple[str, ...] = ("fit", "validate", "test", "predict")
-
-DEFAULT_TRAINER: dict[str, Any] = {
-    "logger": {
-        "class_path": "pytorch_lightning.loggers.CSVLogger",
-        "init_args": {"save_dir": "runs", "name": "dsm"},
-    },
+#: subcommand -> what it does (the fast ``dsm --help``); LightningCLI's own subcommands
+#: plus any a ``DSMCLI.subcommands()`` override adds must be listed here.
+SUBCOMMANDS: dict[str, str] = {
+    "fit": "train: pretraining (DSMLightningModule) or fine-tuning (FinetuneModule)",
+    "validate": "one evaluation epoch over the validation set",
+    "test": "one evaluation epoch over the test set (fine-tuning accuracy, retrieval)",
+    "predict": "predictions of a model over the data module's predict set",
 }
 
-#: (source, target) links between data and model arguments; a link whose target the chosen
-#: model lacks is skipped.
-PARSE_LINKS: tuple[tuple[str, str], ...] = (
-    ("data.init_args.n_clips", "model.init_args.n_clips"),
-    ("data.init_args.n_crops", "model.init_args.n_crops"),
-    ("data.init_args.crop_size", "data.init_args.augment.init_args.crop_size"),
-)
-INSTANTIATE_LINKS: tuple[tuple[str, str], ...] = (
-    ("data.num_classes", "model.init_args.num_classes"),
-    ("data.class_names", "model.init_args.class_names"),
-)
-
-# Modules whose classes must be imported so jsonargparse resolves their short class names.
-_SHORT_NAME_MODULES: tuple[str, ...] = (
-    "dsm_lightning.modules.pretrain",
-    "dsm_lightning.modules.finetune",
-    "dsm_lightning.modules.retrieval",
-    "dsm_lightning.data.datamodule",
-    "dsm_lightning.disturb.triplet",
-    "dsm_lightning.callbacks.knn",
-    "dsm_lightning.callbacks.media",
-)
+# names of the parser module, imported on first use (PEP 562) so `dsm --help` stays fast
+_PARSER_NAMES = ("DSMCLI", "build_cli", "parse_config", "_ParseOnlyCLI", "_cli_kwargs",
+                 "_import_public_classes")
+__getattr__ = lazy_getattr(__name__, dict.fromkeys(_PARSER_NAMES, "dsm_lightning.cli_parser"))
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions that mean "the configuration or its files are wrong" (not a bug)."""
-    from dsm_lightning.models.encoder_io import EncoderLoadError
-
-    return (ArgumentError, FileNotFoundError, NotADirectoryError, ValueError, EncoderLoadError)
-
-
-def _import_public_classes() -> None:
-    """Import the package's modules so jsonargparse can resolve their short class names."""
-    for module in _SHORT_NAME_MODULES:
-        try:
-            importlib.import_module(module)
-        except ImportError:  # pragma: no cover - partial installs
-            pass
-
-
-class DSMCLI(LightningCLI):
-    """LightningCLI with the package's links between data and model arguments.
-
-    Links (``PARSE_LINKS``, ``INSTANTIATE_LINKS``) fill a model argument from the data
-    module when the chosen model accepts it; models without it (``RetrievalModule`` has no
-    ``num_classes``) are built as if the link did not exist.
-    """
-
-    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        """Link values shared by data and model so they are written once."""
-        for source, target in PARSE_LINKS:
-            parser.link_arguments(source, target, apply_on="parse")
-        for source, target in INSTANTIATE_LINKS:
-            parser.link_arguments(source, target, apply_on="instantiate")
-
-    def after_instantiate_classes(self) -> None:
-        """Drop linked values the model does not accept from its saved hyper-parameters.
-
-        jsonargparse skips a link whose target the model lacks, but Lightning still records
-        the value in ``model.hparams``; removing it keeps checkpoints reloadable.
-        """
-        model = getattr(self, "model", None)
-        if model is None:
-            return
-        accepted = inspect.signature(type(model).__init__).parameters
-        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
-        for _, target in (*PARSE_LINKS, *INSTANTIATE_LINKS):
-            name = target.rsplit(".", 1)[-1]
-            if takes_any or name in accepted:
-                continue
-            for store in (getattr(model, "_hparams", None), getattr(model, "_hparams_initial", None)):
-                if store is not None and name in store:
-                    del store[name]
-
-
-class _ParseOnlyCLI(DSMCLI):
-    """``DSMCLI`` that parses and validates but builds nothing (see ``parse_config``)."""
-
-    def instantiate_classes(self) -> None:
-        self.config_init = Namespace()
-
-    def after_instantiate_classes(self) -> None:
-        pass
-
-
-def _cli_kwargs(args: Sequence[str] | None, run: bool) -> dict[str, Any]:
-    parser_kwargs: dict[str, Any] = {
-        "prog": "dsm",
-        "description": "dsm-lightning: DSM video SSL pretraining, fine-tuning and retrieval.",
-        "exit_on_error": False,  # main() prints one short message instead of usage + trace
-    }
-    for name in SUBCOMMANDS:
-        parser_kwargs[name] = {"exit_on_error": False}
-    return {
-        "model_class": pl.LightningModule,
-        "datamodule_class": pl.LightningDataModule,
-        "subclass_mode_model": True,
-        "subclass_mode_data": True,
-        "trainer_defaults": DEFAULT_TRAINER,
-        "seed_everything_default": 0,
-        "save_config_kwargs": {"overwrite": True},
-        # the modules build their own optimiser from named arguments (optimizer, lr, ...)
-        "auto_configure_optimizers": False,
-        "parser_kwargs": parser_kwargs,
-        "args": list(args) if args is not None else None,
-        "run": run,
-    }
-
-
-def build_cli(args: Sequence[str] | None = None, run: bool = True) -> DSMCLI:
-    """Build (and by default run) the ``dsm`` CLI.
-
-    Args:
-        args: Command-line arguments; ``None`` reads ``sys.argv``. With ``run=True`` the
-            first one is the subcommand (``fit``, ``validate``, ``test``, ``predict``).
-        run: Run the subcommand after parsing; ``False`` parses ``args`` (no subcommand)
-            and instantiates the model, data module and trainer only.
-
-    Returns:
-        The LightningCLI instance (its ``model``, ``datamodule`` and ``trainer``).
-
-    Raises:
-        jsonargparse.ArgumentError: The arguments or config files do not parse.
-    """
-    _import_public_classes()
-    return DSMCLI(**_cli_kwargs(args, run))
-
-
-def parse_config(args: Sequence[str]) -> Namespace:
-    """Parse and validate a configuration without building any class or touching data.
-
-    Every key and value is checked against the chosen classes' signatures (links are
-    applied at parse time only; ``num_classes`` is filled at instantiation).
-
-    Args:
-        args: Arguments without subcommand, e.g. ``["--config", "examples/configs/x.yaml"]``.
-
-    Returns:
-        The parsed configuration (``cfg.model.class_path``, ``cfg.data.init_args``, ...).
-
-    Raises:
-        jsonargparse.ArgumentError: Unknown key, wrong type or missing config file.
-    """
-    _import_public_classes()
-    return _ParseOnlyCLI(**_cli_kwargs(args, run=False)).config
+def top_level_help() -> str:
+    """The ``dsm --help`` text (built from ``SUBCOMMANDS``, no heavy import)."""
+    width = max(len(name) for name in SUBCOMMANDS)
+    lines = [
+        f"usage: dsm [-h] {{{','.join(SUBCOMMANDS)}}} --config FILE.yaml [--key value ...]",
+        "",
+        "dsm-lightning: DSM video SSL pretraining, fine-tuning and retrieval.",
+        "",
+        "subcommands:",
+        *(f"  {name:<{width}}  {text}" for name, text in SUBCOMMANDS.items()),
+        "",
+        "options:",
+        "  -h, --help  show this message; `dsm <subcommand> --help` shows the subcommand's",
+        "              options, `dsm fit --model.help FinetuneModule` a model's arguments",
+        "",
+        "examples:",
+        "  dsm fit --config examples/configs/demo_dsm.yaml",
+        "  dsm fit --config examples/configs/demo_dsm.yaml --print_config > my.yaml",
+        "  dsm test --config my_finetune.yaml --ckpt_path runs/.../checkpoints/last.ckpt",
+    ]
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------- error messages
@@ -212,6 +88,8 @@ def _import_class(path: str | None) -> type | None:
     if not path:
         return None
     if "." not in path:
+        import dsm_lightning
+
         return getattr(dsm_lightning, path, None)
     module, _, name = path.rpartition(".")
     try:
@@ -224,6 +102,8 @@ def _suggest(option: str, cls: type | None) -> str:
     """`` (did you mean 'x'?)`` for a misspelt argument of ``cls`` (or of the Trainer)."""
     section, _, leaf = option.rpartition(".")
     if cls is None and section.split(".")[0] == "trainer":
+        import pytorch_lightning as pl
+
         cls = pl.Trainer
     if cls is None:
         return ""
@@ -302,20 +182,70 @@ def format_error(error: BaseException | str) -> str:
     return text
 
 
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean "the configuration, its files or the request are wrong"."""
+    from pickle import UnpicklingError
+
+    from jsonargparse import ArgumentError
+
+    from dsm_lightning.models.encoder_io import EncoderLoadError
+
+    return (ArgumentError, FileNotFoundError, NotADirectoryError, ValueError, EncoderLoadError,
+            UnpicklingError)
+
+
+def _option_value(args: Sequence[str], option: str) -> str | None:
+    """The value of ``--option value`` / ``--option=value`` in ``args`` (the last one)."""
+    value = None
+    for i, arg in enumerate(args):
+        if arg == option and i + 1 < len(args):
+            value = args[i + 1]
+        elif arg.startswith(option + "="):
+            value = arg.split("=", 1)[1]
+    return value
+
+
+def _unsafe_checkpoint(error: BaseException, args: Sequence[str]) -> str:
+    """One line for a checkpoint that ``torch.load(weights_only=True)`` refuses."""
+    match = re.search(r"GLOBAL ([\w.]+)", str(error))
+    what = f"a pickled {match.group(1)}" if match else "pickled Python objects"
+    path = _option_value(args, "--ckpt_path")
+    where = f"checkpoint {path}" if path else "the checkpoint (ckpt_path)"
+    return (f"{where} holds {what}, which safe loading (weights_only) refuses; load it only if "
+            "you trust the file: --weights_only false")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``dsm`` console script; returns the process exit code.
 
-    Configuration and input errors print ``dsm: error: <message>`` plus one hint line on
-    stderr and return 2; other exceptions keep their traceback.
+    ``dsm``, ``dsm -h`` and ``dsm --help`` print :func:`top_level_help` without importing
+    torch (exit code 2 without arguments). Configuration and input errors print
+    ``dsm: error: <message>`` plus one hint line on stderr and return 2; other exceptions
+    keep their traceback.
     """
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args in ([], ["-h"], ["--help"]):
+        print(top_level_help(), file=sys.stdout if args else sys.stderr)
+        return 0 if args else 2
+    from pickle import UnpicklingError
+
+    from jsonargparse import ArgumentError
+
+    from dsm_lightning.cli_parser import build_cli
+
     try:
         build_cli(argv)
     except _user_errors() as err:
         if os.environ.get("DSM_DEBUG"):
             raise
-        # jsonargparse reports every failed instantiation as a ValueError: the name adds nothing
-        kind = "" if isinstance(err, (ArgumentError, ValueError)) else f"{type(err).__name__}: "
-        print(f"dsm: error: {kind}{format_error(err)}", file=sys.stderr)
+        if isinstance(err, UnpicklingError):
+            message = _unsafe_checkpoint(err, args)
+        else:
+            # jsonargparse reports every failed instantiation as a ValueError: the name adds
+            # nothing
+            kind = "" if isinstance(err, (ArgumentError, ValueError)) else f"{type(err).__name__}: "
+            message = kind + format_error(err)
+        print(f"dsm: error: {message}", file=sys.stderr)
         print("dsm: see `dsm <subcommand> --help` (or --print_config); DSM_DEBUG=1 shows the "
               "traceback", file=sys.stderr)
         return 2

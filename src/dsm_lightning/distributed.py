@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.distributed as dist
 from torch import Tensor
@@ -14,7 +12,6 @@ __all__ = [
     "rank",
     "gather_no_grad",
     "gather_variable_no_grad",
-    "gather_with_grad",
 ]
 
 
@@ -68,32 +65,3 @@ def gather_variable_no_grad(tensor: Tensor) -> Tensor:
     padded[: tensor.shape[0]] = tensor.detach()
     parts = gather_no_grad(padded).split(max(sizes), dim=0)
     return torch.cat([part[:n] for part, n in zip(parts, sizes)], dim=0)
-
-
-class _GatherWithGrad(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx: Any, tensor: Tensor) -> Tensor:  # type: ignore[override]
-        parts = [torch.empty_like(tensor) for _ in range(world_size())]
-        dist.all_gather(parts, tensor.contiguous())
-        ctx.n = tensor.shape[0]
-        return torch.cat(parts, dim=0)
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> Tensor:  # type: ignore[override]
-        grad = grad.contiguous()
-        dist.all_reduce(grad)  # every rank's loss depends on this rank's slice
-        return grad[rank() * ctx.n : (rank() + 1) * ctx.n]
-
-
-def gather_with_grad(tensor: Tensor) -> Tensor:
-    """All-gather along dim 0 keeping the gradient to this rank's slice.
-
-    Args:
-        tensor: ``(N, ...)`` (same shape on every rank).
-
-    Returns:
-        ``(world_size * N, ...)`` in rank order; the input itself in one process.
-    """
-    if not is_distributed():
-        return tensor
-    return _GatherWithGrad.apply(tensor)

@@ -200,10 +200,11 @@ class DSMInfoNCELoss(nn.Module):
         key: Tensor,
         queue: Tensor | None = None,
         negative: Tensor | None = None,
+        queue_mask: Tensor | None = None,
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        """See :func:`dsm_infonce_loss`."""
+        """See :func:`dsm_infonce_loss` (``queue_mask``: (B, K) bool, True = not a negative)."""
         return dsm_infonce_loss(
-            query, key, queue, negative, self.temperature, self.negative_weight
+            query, key, queue, negative, self.temperature, self.negative_weight, queue_mask
         )
 
 

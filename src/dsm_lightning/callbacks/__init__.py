@@ -1,4 +1,5 @@
-"""Callbacks: online kNN monitor, triplet media logger (and throughput / export callbacks).
+"""Callbacks: ``knn.py`` (``KNNMonitor``, online kNN accuracy of the encoder) and ``media.py``
+(``TripletMediaLogger``, labelled pictures of the training triplets).
 
 Names are imported lazily (PEP 562) so a missing or heavy sibling does not break import.
 """

@@ -8,6 +8,7 @@ gallery videos has its class. Plain tensor code, no Lightning.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -285,7 +286,7 @@ def format_recall_table(recalls: Mapping[int, float], title: str = "retrieval") 
     """Format ``{k: recall}`` as a two-row text table in percent.
 
     Args:
-        recalls: recall per k, in [0, 1].
+        recalls: recall per k, in [0, 1]; NaN (a k not measured) is shown as ``n/a``.
         title: first-column label of the value row.
 
     Returns:
@@ -293,7 +294,9 @@ def format_recall_table(recalls: Mapping[int, float], title: str = "retrieval") 
     """
     width = max(len(title), len("k"))
     head = "k".ljust(width) + "".join(f" | {f'R@{k}':>6}" for k in recalls)
-    row = title.ljust(width) + "".join(f" | {100 * v:6.2f}" for v in recalls.values())
+    row = title.ljust(width) + "".join(
+        f" | {'n/a':>6}" if math.isnan(v) else f" | {100 * v:6.2f}" for v in recalls.values()
+    )
     return "\n".join([head, "-" * len(head), row])
 
 

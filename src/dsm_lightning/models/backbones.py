@@ -2,8 +2,8 @@
 
 Every builder is keyword-only, removes the classification head and returns a
 :class:`BackboneWrapper` mapping ``(B, C, T, H, W)`` to pooled features ``(B, D)`` with
-``feature_dim = D``. Random initialisation only (nothing is downloaded); pass
-``create_backbone(name, weights="file.pt")`` to load local weights.
+``feature_dim = D``. Random initialisation only (nothing is downloaded); load a local
+weights file with ``load_backbone_weights(create_backbone(name), "file.pt")``.
 
 The wrapped network is stored as ``BackboneWrapper.model``, so a backbone's state-dict keys
 are the original network's keys prefixed with ``model.`` (minus the removed head).
@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from dsm_lightning.models.registry import register_backbone
 
-__all__ = ["BackboneWrapper", "C3D", "Tiny3D", "infer_feature_dim"]
+__all__ = ["BackboneWrapper", "C3D", "Tiny3D", "as_backbone", "infer_feature_dim"]
 
 
 @torch.no_grad()
@@ -83,6 +83,29 @@ class BackboneWrapper(nn.Module):
         if features.ndim > 2:
             features = features.flatten(2).mean(dim=2)
         return features
+
+
+def as_backbone(module: nn.Module, feature_dim: int | None = None) -> BackboneWrapper:
+    """A user's network as a backbone: wrapped in :class:`BackboneWrapper` unless it is one.
+
+    The one rule for user modules everywhere (pretraining, ``load_encoder``,
+    ``FinetuneModule``, ``RetrievalModule``): a bare module is wrapped, so its weights carry
+    the ``model.`` prefix in ``encoder.pt`` files and checkpoints.
+
+    Args:
+        module: a ``BackboneWrapper`` (returned as is) or a network returning a feature map
+            ``(B, D, ...)`` or a vector ``(B, D)``.
+        feature_dim: ``D`` when known (e.g. from an ``encoder.pt``); otherwise the module's
+            own ``feature_dim`` attribute, else a dry run finds it.
+
+    Returns:
+        The backbone (``(B, C, T, H, W) -> (B, D)``, attribute ``feature_dim``).
+    """
+    if isinstance(module, BackboneWrapper):
+        return module
+    own = getattr(module, "feature_dim", None)
+    dim = own if isinstance(own, int) and own > 0 else feature_dim
+    return BackboneWrapper(module, dim if dim is not None and dim > 0 else None)
 
 
 def _tuple(values: Sequence[int] | int, length: int, name: str) -> tuple[int, ...]:

@@ -19,6 +19,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from dsm_lightning.disturb.simple import KINETICS_MEAN, KINETICS_STD
+from dsm_lightning.models.backbones import BackboneWrapper, as_backbone
+from dsm_lightning.models.registry import create_backbone
+
 __all__ = [
     "ENCODER_FORMAT",
     "ENCODER_VERSION",
@@ -32,10 +36,12 @@ __all__ = [
 
 ENCODER_FORMAT = "dsm-lightning-encoder"
 ENCODER_VERSION = 1
-#: Kinetics statistics used by pytorchvideo; the fallback normalisation.
-DEFAULT_MEAN = (0.45, 0.45, 0.45)
-DEFAULT_STD = (0.225, 0.225, 0.225)
+#: Aliases of the package's one default normalisation, ``disturb.simple.KINETICS_MEAN`` /
+#: ``KINETICS_STD`` (the ``TripletBuilder``'s defaults); kept for existing imports.
+DEFAULT_MEAN = KINETICS_MEAN
+DEFAULT_STD = KINETICS_STD
 _CKPT_PREFIX = "encoder."
+_WRAPPER_PREFIX = "model."
 
 
 class EncoderLoadError(RuntimeError):
@@ -59,8 +65,8 @@ def save_encoder(
     backbone: str | None,
     backbone_kwargs: Mapping[str, Any] | None = None,
     *,
-    mean: Sequence[float] = DEFAULT_MEAN,
-    std: Sequence[float] = DEFAULT_STD,
+    mean: Sequence[float] = KINETICS_MEAN,
+    std: Sequence[float] = KINETICS_STD,
     num_frames: int | None = None,
     crop_size: int | None = None,
     method: str | None = None,
@@ -69,7 +75,9 @@ def save_encoder(
 
     Args:
         path: output file; parent folders are created.
-        encoder: the backbone (``(B, C, T, H, W) -> (B, D)``, attribute ``feature_dim``).
+        encoder: the backbone (``(B, C, T, H, W) -> (B, D)``, attribute ``feature_dim``);
+            a user's network is saved as pretraining holds it, ``BackboneWrapper(net)``
+            (keys ``model.*``), and loads back into the bare ``net`` (see ``load_encoder``).
         backbone: its registry name (None for a user module: loading then needs the module).
         backbone_kwargs: the builder arguments it was created with (plain types).
         mean: input normalisation mean per channel (RGB, values in [0, 1] units).
@@ -139,8 +147,11 @@ def _mismatch(module: nn.Module, state_dict: Mapping[str, Any]) -> tuple[list[st
 
 def load_backbone_weights(
     backbone: nn.Module, path: str | Path, backbone_name: str | None = None
-) -> None:
-    """Load a local weights file into a registry backbone (``create_backbone(weights=...)``).
+) -> nn.Module:
+    """Load a local weights file into a registry backbone, in place.
+
+    ``load_backbone_weights(create_backbone("r3d_18"), "r3d.pt")`` starts a backbone from
+    local weights (nothing is ever downloaded).
 
     Accepts an ``encoder.pt``, a plain state dict of the backbone (``model.``-prefixed keys),
     or a state dict of the original network (e.g. torchvision / pytorchvideo weights): then
@@ -151,6 +162,9 @@ def load_backbone_weights(
         backbone: module from ``create_backbone``.
         path: weights file (loaded with ``weights_only=True``).
         backbone_name: used in error messages.
+
+    Returns:
+        ``backbone``, its weights loaded.
 
     Raises:
         EncoderLoadError: keys or shapes do not match.
@@ -163,7 +177,7 @@ def load_backbone_weights(
     expected = set(backbone.state_dict())
     if set(data) & expected or not hasattr(backbone, "model"):
         _strict_load(backbone, data, f"weights from {path}", f"backbone {backbone_name!r}")
-        return
+        return backbone
     inner = backbone.model
     missing, unexpected = _mismatch(inner, data)
     if missing:
@@ -177,6 +191,7 @@ def load_backbone_weights(
         raise EncoderLoadError(
             f"{path} does not match backbone {backbone_name!r}: {error}"
         ) from error
+    return backbone
 
 
 def load_encoder(
@@ -191,22 +206,24 @@ def load_encoder(
 
     Args:
         path: ``encoder.pt`` or ``.ckpt`` file.
-        backbone: registry name overriding the file's, or a module to load the weights into
-            (needed for user modules that are not in the registry).
+        backbone: registry name overriding the file's, or a user's network to load the
+            weights into (needed for modules that are not in the registry). A bare network
+            is wrapped in ``BackboneWrapper`` (see ``as_backbone``), the form pretraining
+            trains and saves it in (keys ``model.*``); weights saved from the bare network
+            itself (keys without the prefix) load as well.
         backbone_kwargs: builder arguments overriding the file's (only with a name).
 
     Returns:
-        ``(encoder, meta)``: the backbone (train mode, on the CPU) and the file's metadata
-        (the ``encoder.pt`` fields without ``state_dict``; for a checkpoint, the ones it
-        can provide, normalisation defaults when unknown).
+        ``(encoder, meta)``: the backbone (train mode, on the CPU; a ``BackboneWrapper``
+        around a given bare network) and the file's metadata (the ``encoder.pt`` fields
+        without ``state_dict``; for a checkpoint, the ones it can provide, normalisation
+        defaults when unknown).
 
     Raises:
         FileNotFoundError: the file does not exist.
         EncoderLoadError: unknown file kind, or the weights do not match the backbone
             (missing / unexpected keys and both sides' backbones are listed).
     """
-    from dsm_lightning.models.registry import create_backbone
-
     data = _load_file(path)
     if data.get("format") == ENCODER_FORMAT:
         state_dict = data["state_dict"]
@@ -221,8 +238,8 @@ def load_encoder(
         if not state_dict:
             raise EncoderLoadError(f"{path} has no '{_CKPT_PREFIX}*' weights")
         norm = data.get("encoder_normalization") or {
-            "mean": list(DEFAULT_MEAN),
-            "std": list(DEFAULT_STD),
+            "mean": list(KINETICS_MEAN),
+            "std": list(KINETICS_STD),
         }
         meta = {
             "format": "lightning-checkpoint",
@@ -243,8 +260,9 @@ def load_encoder(
 
     file_side = f"backbone {meta['backbone']!r} with {meta['backbone_kwargs']}"
     if isinstance(backbone, nn.Module):
-        module = backbone
+        module = as_backbone(backbone, meta.get("feature_dim"))
         model_side = f"the given {type(backbone).__name__}"
+        state_dict = _with_wrapper_prefix(module, state_dict)
     else:
         name = backbone if backbone is not None else meta["backbone"]
         if name is None:
@@ -259,3 +277,14 @@ def load_encoder(
     if meta.get("feature_dim") in (None, -1):
         meta["feature_dim"] = getattr(module, "feature_dim", None)
     return module, meta
+
+
+def _with_wrapper_prefix(
+    wrapper: BackboneWrapper, state_dict: Mapping[str, torch.Tensor]
+) -> Mapping[str, torch.Tensor]:
+    """Prefix ``model.`` when the keys are exactly those of the wrapped network."""
+    if set(state_dict) != set(wrapper.state_dict()) and set(state_dict) == set(
+        wrapper.model.state_dict()
+    ):
+        return {_WRAPPER_PREFIX + key: value for key, value in state_dict.items()}
+    return state_dict

@@ -1,5 +1,10 @@
 """Backbone registry: builders registered by name, built with named keyword arguments.
 
+A leaf module: it imports nothing of the package. The built-in backbones register
+themselves when :mod:`dsm_lightning.models.backbones` is imported, which importing
+``dsm_lightning.models`` (the parent package of this module) always does. Local weight
+files are loaded separately with :func:`dsm_lightning.models.load_backbone_weights`.
+
 Every registered builder returns an ``nn.Module`` whose forward maps a clip batch
 ``(B, C, T, H, W)`` to pooled features ``(B, D)`` and which exposes ``feature_dim = D``.
 """
@@ -40,43 +45,35 @@ def register_backbone(name: str) -> Callable[[BuilderT], BuilderT]:
     return decorator
 
 
-def _ensure_builtin() -> None:
-    # Importing the module registers the built-in builders (import-time side effect, once).
-    from dsm_lightning.models import backbones  # noqa: F401
-
-
 def list_backbones() -> list[str]:
     """Names of all registered backbones, sorted."""
-    _ensure_builtin()
     return sorted(_BACKBONES)
 
 
-def create_backbone(name: str, weights: str | None = None, **kwargs: Any) -> nn.Module:
-    """Build a registered backbone.
+def create_backbone(name: str, **kwargs: Any) -> nn.Module:
+    """Build a registered backbone with random initialisation.
 
-    ``None`` keyword arguments are dropped so that each builder's own defaults apply.
+    ``None`` keyword arguments are dropped so that each builder's own defaults apply. To
+    start from a local weights file, pass the result to
+    :func:`~dsm_lightning.models.load_backbone_weights`.
 
     Args:
         name: a name from :func:`list_backbones`.
-        weights: optional path of a local weights file: a plain state dict of the backbone
-            (with or without its wrapper prefix, the removed classification head is
-            ignored) or an ``encoder.pt`` file. Loaded with ``weights_only=True``.
         **kwargs: the builder's named arguments (e.g. ``width``, ``layers``).
 
     Returns:
         Module mapping ``(B, C, T, H, W)`` to ``(B, feature_dim)``.
 
     Raises:
-        ValueError: if ``name`` is unknown.
-        EncoderLoadError: if ``weights`` does not match the backbone.
+        ValueError: if ``name`` is unknown, or ``weights`` is given (loading is
+            ``load_backbone_weights(create_backbone(name), path)``).
     """
-    _ensure_builtin()
     if name not in _BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; available: {', '.join(sorted(_BACKBONES))}")
     kwargs = {key: value for key, value in kwargs.items() if value is not None}
-    backbone = _BACKBONES[name](**kwargs)
-    if weights is not None:
-        from dsm_lightning.models.encoder_io import load_backbone_weights
-
-        load_backbone_weights(backbone, weights, backbone_name=name)
-    return backbone
+    if "weights" in kwargs:
+        raise ValueError(
+            f"create_backbone({name!r}, weights={kwargs['weights']!r}): create_backbone no "
+            "longer loads files; use load_backbone_weights(create_backbone(name), path)"
+        )
+    return _BACKBONES[name](**kwargs)

@@ -4,6 +4,11 @@ The paper's downstream protocol (method.md, "Action recognition fine-tuning"): l
 pretrained encoder, add a dropout + linear classifier, train; report clip-level top-1 during
 validation and video-level top-1 at test time (softmax averaged over ``n_clips`` temporal
 windows x ``n_crops`` spatial crops).
+
+Testing (or validating, predicting) a classifier that was never fitted -- no fit in this
+process and no checkpoint of a fit loaded -- measures a random linear layer: the module
+warns with :class:`UnfittedClassifierWarning`, or raises ``ValueError`` when
+``require_fitted`` is set (the ``dsm`` CLI sets it).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
@@ -22,15 +28,22 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 from dsm_lightning._checks import check_choice
 from dsm_lightning.evaluation.plots import log_png, plot_confusion_matrix
 from dsm_lightning.evaluation.video_level import video_level_predictions
+from dsm_lightning.models.backbones import as_backbone
 from dsm_lightning.models.encoder_io import load_encoder
 from dsm_lightning.models.registry import create_backbone
 
-__all__ = ["FinetuneModule"]
+__all__ = ["FinetuneModule", "UnfittedClassifierWarning"]
 
 MODES = ("finetune", "linear")
 OPTIMIZERS = ("sgd", "adamw")
 LR_SCHEDULES = ("cosine", "multistep", "constant")
 DEFAULT_BACKBONE = "r3d_18"
+#: checkpoint key recording whether the classifier had been trained when it was saved
+FITTED_KEY = "classifier_fitted"
+
+
+class UnfittedClassifierWarning(UserWarning):
+    """``test`` / ``validate`` / ``predict`` ran on a classifier that was never trained."""
 
 
 def _stages(backbone: nn.Module) -> list[nn.Module]:
@@ -51,15 +64,27 @@ class FinetuneModule(pl.LightningModule):
     (B, V, C, T, S, S) with ``V = n_clips * n_crops`` views for the video-level test;
     ``label`` int64 (B,) (``-1`` is ignored).
 
+    Test results: logged ``test/acc_top1``, ``test/acc_top5``, ``test/clip_acc_top1`` and
+    per-class accuracies; ``self.test_results`` (confusion matrix, per-class accuracy);
+    ``confusion_matrix.png`` in the logger's run directory (``trainer.log_dir``), not
+    written without a logger. ``self.classifier_fitted`` (saved in checkpoints) tells
+    whether the classifier was trained; ``validate`` / ``test`` / ``predict`` outside a fit
+    warn with ``UnfittedClassifierWarning`` when it was not (``ValueError`` on every rank
+    when ``self.require_fitted`` is True, as under the ``dsm`` CLI).
+
     Args:
         num_classes: number of action classes K.
         pretrained: a ``DSMLightningModule`` checkpoint (.ckpt) or an ``encoder.pt``;
             ``None`` trains from random init (the baseline). Loaded with
             ``weights_only=True``, exact ``encoder.`` prefix, ``strict=True``; a mismatch
             raises ``EncoderLoadError`` listing missing/unexpected keys and both backbones.
-        backbone: registry name; ``None`` takes the file's backbone (or ``"r3d_18"`` without
-            ``pretrained``). A name that differs from the file's is loaded strictly and
-            fails with ``EncoderLoadError`` when the weights do not fit.
+        backbone: registry name, or a user's ``nn.Module`` (wrapped in ``BackboneWrapper``
+            as in pretraining, so the ``encoder.pt`` of a pretraining run with that module
+            loads into it; reloading a checkpoint of this module then needs
+            ``load_from_checkpoint(path, backbone=<the module>)``). ``None`` takes the
+            file's backbone (or ``"r3d_18"`` without ``pretrained``). A name that differs
+            from the file's is loaded strictly and fails with ``EncoderLoadError`` when the
+            weights do not fit.
         backbone_kwargs: builder arguments; ``None`` takes the file's.
         mode: ``"finetune"`` trains everything (except ``freeze_stages``); ``"linear"``
             freezes the encoder (BatchNorm kept in eval mode) and trains the classifier only.
@@ -90,7 +115,7 @@ class FinetuneModule(pl.LightningModule):
         self,
         num_classes: int,
         pretrained: str | None = None,
-        backbone: str | None = None,
+        backbone: str | nn.Module | None = None,
         backbone_kwargs: dict[str, Any] | None = None,
         mode: str = "finetune",
         freeze_stages: int = 0,
@@ -129,19 +154,25 @@ class FinetuneModule(pl.LightningModule):
             )
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
-        self.save_hyperparameters()
+        user_module = isinstance(backbone, nn.Module)
+        self.save_hyperparameters(ignore=["backbone"] if user_module else None)
 
         if pretrained is not None:
             self.encoder, meta = load_encoder(pretrained, backbone, backbone_kwargs)
             self.encoder_meta = meta
             # Make the hyper-parameters self-describing: a checkpoint of this module holds
             # every weight, so reloading needs the architecture, not the pretrained file.
-            self.hparams["backbone"] = backbone or meta["backbone"]
+            self.hparams["backbone"] = None if user_module else backbone or meta["backbone"]
             self.hparams["backbone_kwargs"] = dict(
                 backbone_kwargs if backbone_kwargs is not None else meta["backbone_kwargs"]
             )
             self.hparams["pretrained"] = None
             self.pretrained_source = str(pretrained)
+        elif user_module:
+            self.encoder = as_backbone(backbone)
+            self.encoder_meta = {"backbone": None, "backbone_kwargs": {}}
+            self.hparams["backbone"] = None
+            self.pretrained_source = None
         else:
             name = backbone or DEFAULT_BACKBONE
             self.encoder = create_backbone(name, **(backbone_kwargs or {}))
@@ -179,6 +210,10 @@ class FinetuneModule(pl.LightningModule):
         self.test_confusion = MulticlassConfusionMatrix(**metric_kwargs)
         self.test_results: dict[str, Any] = {}
         self._warned_views = False
+        #: True once the classifier took a training step here or came from a fitted checkpoint
+        self.classifier_fitted = False
+        #: raise ValueError instead of warning on an unfitted classifier (set by the dsm CLI)
+        self.require_fitted = False
 
     # ----------------------------------------------------------------------------- model
 
@@ -248,6 +283,38 @@ class FinetuneModule(pl.LightningModule):
 
     # ------------------------------------------------------------------------------ steps
 
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """Record that the classifier has been trained (saved in checkpoints)."""
+        self.classifier_fitted = True
+
+    def _check_fitted(self, stage: str) -> None:
+        """Warn (or raise) when ``stage`` runs outside a fit on a never-trained classifier.
+
+        Raises:
+            ValueError: the classifier was never fitted and ``require_fitted`` is True (the
+                same on every rank, so no rank waits for another).
+        """
+        if self.classifier_fitted or self.trainer.state.fn == TrainerFn.FITTING:
+            return
+        message = (
+            f"FinetuneModule: {stage} on a classifier that was never fitted (no fit in this "
+            "process and no checkpoint of a fit loaded), so its accuracy is chance level; "
+            f"fit first, then `dsm {stage} --config <config> --ckpt_path <checkpoint of "
+            "that fit>` (or trainer.fit before trainer.test)"
+        )
+        if self.require_fitted:
+            raise ValueError(message)
+        rank_zero_warn(message, category=UnfittedClassifierWarning)
+
+    def on_validation_start(self) -> None:
+        self._check_fitted("validate")
+
+    def on_test_start(self) -> None:
+        self._check_fitted("test")
+
+    def on_predict_start(self) -> None:
+        self._check_fitted("predict")
+
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         logits, labels = self._clip_logits(batch)
         loss = F.cross_entropy(
@@ -300,6 +367,14 @@ class FinetuneModule(pl.LightningModule):
             self._save_confusion(confusion, names)
 
     def _save_confusion(self, confusion: Tensor, names: list[str]) -> None:
+        """``confusion_matrix.png`` in the logger's run directory; nothing without a logger."""
+        if not self.loggers:
+            rank_zero_info(
+                "confusion matrix not written (no logger, so no run directory): it is in "
+                "test_results['confusion_matrix']; dsm_lightning.evaluation."
+                "plot_confusion_matrix draws it"
+            )
+            return
         log_dir = self.trainer.log_dir or self.trainer.default_root_dir
         path = plot_confusion_matrix(
             confusion, Path(log_dir) / "confusion_matrix.png", class_names=names
@@ -318,6 +393,11 @@ class FinetuneModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["pretrained_source"] = self.pretrained_source
+        checkpoint[FITTED_KEY] = self.classifier_fitted
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # checkpoints written before the flag existed came from a fit
+        self.classifier_fitted = bool(checkpoint.get(FITTED_KEY, True))
 
     # ------------------------------------------------------------------------- optimizer
 

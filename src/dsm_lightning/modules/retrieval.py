@@ -2,20 +2,33 @@
 
 The paper's protocol (method.md, "Video retrieval"): pooled backbone features (not the
 projection), L2-normalised, averaged over the clips of a video; queries = test split,
-gallery = train split; recall@k for k in (1, 5, 10, 20, 50).
+gallery = train split; recall@k for k in (1, 5, 10, 20, 50). The datamodule's ``n_clips``
+sets the clips per video: the public DSM code's one centre clip per video is
+``n_clips: 1`` (the single evaluation window is the centre one); the default averages
+``n_clips`` evenly spaced windows.
+
+Output files (rank 0, only when ``output_dir`` is set), in a new ``<output_dir>/version_N``
+folder per run so that a rerun never overwrites an earlier one (the folder is printed):
+
+- ``recall.json``: ``{"k": recall}`` in [0, 1]; ``null`` for a k >= the gallery size.
+- ``neighbours.json``: per query, its ``index``, ``label`` and its ``max(ks)`` nearest
+  gallery videos (``neighbours`` = gallery indices, ``neighbour_labels``, ``scores``).
+- ``features.pt``: ``{"gallery": {...}, "query": {...}, "ks": [...]}`` with the unit-norm
+  ``features`` (N, D), ``labels`` and ``index`` (N,) of both sets (``weights_only`` loadable).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.utilities import rank_zero_info
-from torch import Tensor
+from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
+from torch import Tensor, nn
 
 from dsm_lightning._checks import check_choice
 from dsm_lightning.evaluation.retrieval import (
@@ -26,14 +39,35 @@ from dsm_lightning.evaluation.retrieval import (
     neighbours_table,
     recall_at_k,
 )
+from dsm_lightning.models.backbones import as_backbone
 from dsm_lightning.models.encoder_io import load_encoder
 from dsm_lightning.models.registry import create_backbone
 
-__all__ = ["RetrievalModule", "GALLERY", "QUERY"]
+__all__ = ["RetrievalModule", "GALLERY", "QUERY", "RESULT_FILES", "next_version_dir"]
 
 #: dataloader index of the gallery (train split) and of the queries (test split)
 GALLERY, QUERY = 0, 1
 DEFAULT_BACKBONE = "r3d_18"
+#: the files written into ``<output_dir>/version_N``
+RESULT_FILES = ("recall.json", "neighbours.json", "features.pt")
+
+
+def next_version_dir(root: str | Path) -> Path:
+    """``root/version_N`` with N one more than the largest existing one (0 when none).
+
+    Args:
+        root: the parent folder (need not exist).
+
+    Returns:
+        The new folder's path (not created).
+    """
+    root = Path(root)
+    taken = [
+        int(child.name.removeprefix("version_"))
+        for child in (root.iterdir() if root.is_dir() else ())
+        if child.name.startswith("version_") and child.name.removeprefix("version_").isdigit()
+    ]
+    return root / f"version_{max(taken, default=-1) + 1}"
 
 
 class RetrievalModule(pl.LightningModule):
@@ -45,19 +79,25 @@ class RetrievalModule(pl.LightningModule):
     ``label`` and ``index`` (B,). Every view is encoded, L2-normalised, averaged over views
     and renormalised. Under DDP the features are gathered from every rank (duplicates that
     a ``DistributedSampler`` pads in are dropped by ``index``) and recall is computed
-    identically on all ranks; rank 0 prints the table and writes the files.
+    identically on all ranks; rank 0 prints the table and writes the files (see the module
+    docstring for their names and contents).
 
     Results: ``self.recalls`` (``{k: recall}``), logged as ``test/recall@k`` (in [0, 1]).
+    A k >= the number of gallery videos retrieves the whole gallery, so its recall says
+    nothing about the features: it is reported as NaN (``n/a`` in the table, ``null`` in
+    ``recall.json``) with one warning.
 
     Args:
         pretrained: a ``DSMLightningModule`` checkpoint or an ``encoder.pt``; ``None`` uses a
             randomly initialised backbone (the baseline).
-        backbone: registry name; ``None`` takes the file's (``"r3d_18"`` without file).
+        backbone: registry name, or a user's ``nn.Module`` (wrapped in ``BackboneWrapper``
+            as in pretraining, so the ``encoder.pt`` of a pretraining run with that module
+            loads into it); ``None`` takes the file's (``"r3d_18"`` without file).
         backbone_kwargs: builder arguments; ``None`` takes the file's.
         ks: the k of recall@k.
-        output_dir: when set, rank 0 writes ``retrieval_features.pt`` (features, labels and
-            indices of both sets), ``retrieval_neighbours.json`` (top-``max(ks)`` gallery
-            neighbours of every query) and ``retrieval_recall.json``.
+        output_dir: when set, rank 0 writes ``recall.json``, ``neighbours.json`` and
+            ``features.pt`` into a new ``<output_dir>/version_N`` folder per run; None
+            writes no file.
         clip_reduction: ``"mean"`` (average all views) or ``"first"`` (first view only).
         chunk_size: queries per similarity block.
 
@@ -69,7 +109,7 @@ class RetrievalModule(pl.LightningModule):
     def __init__(
         self,
         pretrained: str | None = None,
-        backbone: str | None = None,
+        backbone: str | nn.Module | None = None,
         backbone_kwargs: dict[str, Any] | None = None,
         ks: Sequence[int] = DEFAULT_KS,
         output_dir: str | None = None,
@@ -83,9 +123,12 @@ class RetrievalModule(pl.LightningModule):
         check_choice("clip_reduction", clip_reduction, CLIP_REDUCTIONS)
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["backbone"] if isinstance(backbone, nn.Module) else None)
         if pretrained is not None:
             self.encoder, self.encoder_meta = load_encoder(pretrained, backbone, backbone_kwargs)
+        elif isinstance(backbone, nn.Module):
+            self.encoder = as_backbone(backbone)
+            self.encoder_meta = {"backbone": None, "backbone_kwargs": {}}
         else:
             name = backbone or DEFAULT_BACKBONE
             self.encoder = create_backbone(name, **(backbone_kwargs or {}))
@@ -93,7 +136,10 @@ class RetrievalModule(pl.LightningModule):
         self.encoder.requires_grad_(False)
         self.ks = ks
         self.recalls: dict[int, float] = {}
+        #: the folder the last run wrote its files to (None: no files)
+        self.results_dir: Path | None = None
         self._outputs: dict[int, dict[str, list[Tensor]]] = {}
+        self._warned_ks = False
 
     def forward(self, video: Tensor) -> Tensor:
         """Unit-norm video features.
@@ -150,13 +196,16 @@ class RetrievalModule(pl.LightningModule):
         gallery = self._collect(GALLERY)
         query = self._collect(QUERY)
         self._outputs = {}
-        self.recalls = recall_at_k(
-            query["features"],
-            query["labels"],
-            gallery["features"],
-            gallery["labels"],
-            self.ks,
-            self.hparams.chunk_size,
+        self.recalls = self._meaningful(
+            recall_at_k(
+                query["features"],
+                query["labels"],
+                gallery["features"],
+                gallery["labels"],
+                self.ks,
+                self.hparams.chunk_size,
+            ),
+            gallery_size=len(gallery["labels"]),
         )
         for k, value in self.recalls.items():
             self.log(f"test/recall@{k}", value, sync_dist=True)  # equal on every rank
@@ -168,14 +217,26 @@ class RetrievalModule(pl.LightningModule):
             if self.hparams.output_dir is not None:
                 self._save(gallery, query)
 
+    def _meaningful(self, recalls: dict[int, float], gallery_size: int) -> dict[int, float]:
+        """NaN for every k >= the gallery size (one warning per module)."""
+        trivial = [k for k in recalls if k >= gallery_size]
+        if trivial and not self._warned_ks:
+            rank_zero_warn(
+                f"retrieval: recall@k for k = {', '.join(map(str, trivial))} is reported as NaN: "
+                f"k >= the gallery size ({gallery_size} videos) retrieves the whole gallery, "
+                "so those recalls say nothing about the features"
+            )
+            self._warned_ks = True
+        return {k: math.nan if k in trivial else value for k, value in recalls.items()}
+
     def _save(self, gallery: dict[str, Tensor], query: dict[str, Tensor]) -> None:
-        out = Path(self.hparams.output_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        torch.save(
-            {"gallery": gallery, "query": query, "ks": list(self.ks)},
-            out / "retrieval_features.pt",
-        )
+        out = next_version_dir(self.hparams.output_dir)
+        out.mkdir(parents=True)
+        recall, neighbours, features = (out / name for name in RESULT_FILES)
+        recalls = {str(k): None if math.isnan(v) else v for k, v in self.recalls.items()}
+        recall.write_text(json.dumps(recalls, indent=2))
         table = neighbours_table(query, gallery, k=max(self.ks))
-        (out / "retrieval_neighbours.json").write_text(json.dumps(table))
-        recalls = {str(k): v for k, v in self.recalls.items()}
-        (out / "retrieval_recall.json").write_text(json.dumps(recalls, indent=2))
+        neighbours.write_text(json.dumps(table))
+        torch.save({"gallery": gallery, "query": query, "ks": list(self.ks)}, features)
+        self.results_dir = out
+        rank_zero_info(f"retrieval results written to {out}: {', '.join(RESULT_FILES)}")

@@ -1,0 +1,311 @@
+"""The parser behind the ``dsm`` console script: LightningCLI in subclass mode, links, help.
+
+``dsm fit --config examples/configs/demo_dsm.yaml`` pretrains, ``dsm test --config
+finetune.yaml`` evaluates; any LightningModule / LightningDataModule is chosen by
+``class_path`` (short names such as ``DSMLightningModule``, ``VideoDataModule``,
+``TripletBuilder`` or ``TripletMediaLogger`` work for the classes of the modules in
+``SHORT_NAME_MODULES``). Configuration is constructor signatures: every argument of the
+chosen classes is settable from YAML or as a flag, and ``--print_config`` writes a complete,
+re-runnable config.
+
+Values shared by data and model are linked, not typed twice: ``data.num_classes`` feeds the
+model's ``num_classes`` (``data.class_names`` its ``class_names``) and ``data.n_clips`` /
+``data.n_crops`` the model's ``n_clips`` / ``n_crops``, each only when the chosen model has
+that argument; ``data.crop_size`` sets the crop of a ``TripletBuilder`` given as
+``data.augment``.
+
+Help shows what a user sets (:class:`DSMHelpFormatter`): a subcommand's ``--help`` lists
+the config options, the model / data class choice and the Trainer arguments in
+``TRAINER_HELP`` (``DSM_FULL_HELP=1`` lists every one; all are accepted either way), and a
+long list of known subclasses (every ``torch.nn`` class for an argument typed
+``nn.Module``) is summarised. The console script itself (fast ``dsm --help``, one-line
+errors) is :mod:`dsm_lightning.cli`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import re
+from argparse import Action
+from collections.abc import Sequence
+from typing import Any
+
+import pytorch_lightning as pl
+from jsonargparse import DefaultHelpFormatter, Namespace
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+
+__all__ = [
+    "DSMCLI",
+    "DSMArgumentParser",
+    "DSMHelpFormatter",
+    "SHORT_NAME_MODULES",
+    "TRAINER_HELP",
+    "build_cli",
+    "parse_config",
+]
+
+DEFAULT_TRAINER: dict[str, Any] = {
+    "logger": {
+        "class_path": "pytorch_lightning.loggers.CSVLogger",
+        "init_args": {"save_dir": "runs", "name": "dsm"},
+    },
+}
+
+#: (source, target) links between data and model arguments; a link whose target the chosen
+#: model lacks is skipped.
+PARSE_LINKS: tuple[tuple[str, str], ...] = (
+    ("data.init_args.n_clips", "model.init_args.n_clips"),
+    ("data.init_args.n_crops", "model.init_args.n_crops"),
+    ("data.init_args.crop_size", "data.init_args.augment.init_args.crop_size"),
+)
+INSTANTIATE_LINKS: tuple[tuple[str, str], ...] = (
+    ("data.num_classes", "model.init_args.num_classes"),
+    ("data.class_names", "model.init_args.class_names"),
+)
+
+#: Modules whose classes resolve by short name in configs (``class_path: FinetuneModule``):
+#: importing them makes their classes known to jsonargparse. Add a module here to give its
+#: classes short names.
+SHORT_NAME_MODULES: list[str] = [
+    "dsm_lightning.modules.pretrain",
+    "dsm_lightning.modules.finetune",
+    "dsm_lightning.modules.retrieval",
+    "dsm_lightning.data.datamodule",
+    "dsm_lightning.disturb.triplet",
+    "dsm_lightning.callbacks.knn",
+    "dsm_lightning.callbacks.media",
+]
+
+#: The Trainer arguments a subcommand's ``--help`` shows (every one is accepted).
+TRAINER_HELP: tuple[str, ...] = (
+    "accelerator", "strategy", "devices", "precision", "max_epochs", "max_steps", "logger",
+    "callbacks", "default_root_dir", "fast_dev_run",
+)
+#: Short help of Lightning's subcommand options whose first sentence says too little.
+SHORT_HELP: dict[str, str] = {
+    "ckpt_path": "Checkpoint to resume from (fit) or to evaluate (validate, test, predict); "
+                 "'last' = the last checkpoint of this run.",
+    "weights_only": "Load ckpt_path with torch's safe unpickler (default); false only for a "
+                    "file you trust.",
+    "print_config": "Print the complete configuration (after all other arguments) and exit; "
+                    "flags: skip_default, skip_unset.",
+}
+_LIGHTNING_OPTIONS = ("seed_everything", *SHORT_HELP)
+#: Known subclasses listed in full up to this many; longer lists are summarised.
+MAX_LISTED_SUBCLASSES = 8
+#: Longer type descriptions (e.g. a union of Literals) are left out of the short help.
+MAX_TYPE_CHARS = 60
+_KNOWN = ", known subclasses: "
+_FIRST_SENTENCE = re.compile(r"^(.+?[.!?])(?=\s|$)", re.DOTALL)
+
+_HELP_EPILOG = (
+    "Shown: the Trainer arguments a run usually sets; every Trainer argument is accepted "
+    "(e.g. --trainer.gradient_clip_val 1.0) and `DSM_FULL_HELP=1 dsm {cmd} --help` lists them "
+    "all. A model's or data module's arguments: `dsm {cmd} --model.help FinetuneModule`, "
+    "`dsm {cmd} --data.help VideoDataModule`."
+)
+
+
+def _import_public_classes() -> None:
+    """Import ``SHORT_NAME_MODULES`` so jsonargparse resolves their short class names."""
+    for module in SHORT_NAME_MODULES:
+        try:
+            importlib.import_module(module)
+        except ImportError:  # pragma: no cover - partial installs
+            pass
+
+
+def _full_help() -> bool:
+    return bool(os.environ.get("DSM_FULL_HELP"))
+
+
+def _summarise_subclasses(extra: str) -> str:
+    """``, known subclasses: A, B`` by class name (accepted as values), the package's own
+    first; a list longer than ``MAX_LISTED_SUBCLASSES`` shows only the package's own (a few)
+    and counts the rest."""
+    if _full_help():
+        return extra
+    paths = extra.removeprefix(_KNOWN).split(", ")
+    own = [path for path in paths if path.startswith("dsm_lightning.")]
+    names = [path.rpartition(".")[2] for path in own + [p for p in paths if p not in own]]
+    names = list(dict.fromkeys(names))
+    if len(names) <= MAX_LISTED_SUBCLASSES:
+        return _KNOWN + ", ".join(names)
+    shown = list(dict.fromkeys(path.rpartition(".")[2] for path in own))
+    if not shown or len(shown) > MAX_LISTED_SUBCLASSES // 2:  # e.g. every torch.nn class
+        return f", any subclass by class_path ({len(names)} known)"
+    return f"{_KNOWN}{', '.join(shown)} and {len(names) - len(shown)} more (any by class_path)"
+
+
+def _hidden(action: Action) -> bool:
+    """A Trainer argument (or ``--trainer.X.help``) left out of the short help."""
+    parts = action.dest.split(".")
+    if _full_help() or len(parts) < 2 or parts[0] != "trainer":
+        return False
+    return parts[1] not in TRAINER_HELP or parts[-1] == "help"
+
+
+def _short_description(action: Action) -> str | None:
+    """The short help's text of one of Lightning's options (None: keep the full text)."""
+    if _full_help() or not isinstance(action.help, str):
+        return None
+    if action.dest in SHORT_HELP:
+        return SHORT_HELP[action.dest]
+    if action.dest.startswith("trainer.") or action.dest in _LIGHTNING_OPTIONS:
+        match = _FIRST_SENTENCE.match(action.help.strip())
+        return " ".join(match.group(1).split()) if match else None
+    return None
+
+
+class DSMHelpFormatter(DefaultHelpFormatter):
+    """jsonargparse's help, short: the Trainer arguments cut to ``TRAINER_HELP``,
+    Lightning's options to their first sentence, known subclasses by class name and long
+    lists of them summarised, type descriptions over ``MAX_TYPE_CHARS`` left out
+    (``DSM_FULL_HELP=1``: jsonargparse's full help)."""
+
+    def _get_help_string(self, action: Action) -> str:
+        short = _short_description(action)
+        original = action.help
+        if short is not None:
+            action.help = short
+        try:
+            text = super()._get_help_string(action)
+        finally:
+            action.help = original
+        extra = action.extra_help() if hasattr(action, "extra_help") else ""
+        return text.replace(extra, _summarise_subclasses(extra)) if extra else text
+
+    def _get_type_str(self, action: Action) -> str | None:
+        text = super()._get_type_str(action)
+        if text is not None and len(text) > MAX_TYPE_CHARS and not _full_help():
+            return None
+        return text
+
+    def add_argument(self, action: Action) -> None:
+        if not _hidden(action):
+            super().add_argument(action)
+
+    def _format_usage(self, usage: Any, actions: Any, *args: Any, **kwargs: Any) -> str:
+        shown = [action for action in actions if not _hidden(action)]
+        return super()._format_usage(usage, shown, *args, **kwargs)
+
+
+class DSMArgumentParser(LightningArgumentParser):
+    """``LightningArgumentParser`` whose help (also ``--model.help X``) is
+    :class:`DSMHelpFormatter`'s."""
+
+    def __init__(self, *args: Any, formatter_class: type = DSMHelpFormatter, **kwargs: Any):
+        super().__init__(*args, formatter_class=formatter_class, **kwargs)
+
+
+class DSMCLI(LightningCLI):
+    """LightningCLI with the package's links between data and model arguments.
+
+    Links (``PARSE_LINKS``, ``INSTANTIATE_LINKS``) fill a model argument from the data
+    module when the chosen model accepts it; models without it (``RetrievalModule`` has no
+    ``num_classes``) are built as if the link did not exist.
+    """
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        """Link values shared by data and model so they are written once."""
+        for source, target in PARSE_LINKS:
+            parser.link_arguments(source, target, apply_on="parse")
+        for source, target in INSTANTIATE_LINKS:
+            parser.link_arguments(source, target, apply_on="instantiate")
+
+    def after_instantiate_classes(self) -> None:
+        """Drop linked values the model does not accept from its saved hyper-parameters, and
+        make a model with a ``require_fitted`` switch refuse to evaluate an unfitted head.
+
+        jsonargparse skips a link whose target the model lacks, but Lightning still records
+        the value in ``model.hparams``; removing it keeps checkpoints reloadable.
+        """
+        model = getattr(self, "model", None)
+        if model is None:
+            return
+        if hasattr(model, "require_fitted"):  # FinetuneModule: `dsm test` refuses, not warns
+            model.require_fitted = True
+        accepted = inspect.signature(type(model).__init__).parameters
+        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
+        for _, target in (*PARSE_LINKS, *INSTANTIATE_LINKS):
+            name = target.rsplit(".", 1)[-1]
+            if takes_any or name in accepted:
+                continue
+            for store in (getattr(model, "_hparams", None), getattr(model, "_hparams_initial", None)):
+                if store is not None and name in store:
+                    del store[name]
+
+
+class _ParseOnlyCLI(DSMCLI):
+    """``DSMCLI`` that parses and validates but builds nothing (see ``parse_config``)."""
+
+    def instantiate_classes(self) -> None:
+        self.config_init = Namespace()
+
+    def after_instantiate_classes(self) -> None:
+        pass
+
+
+def _cli_kwargs(args: Sequence[str] | None, run: bool) -> dict[str, Any]:
+    parser_kwargs: dict[str, Any] = {
+        "prog": "dsm",
+        "description": "dsm-lightning: DSM video SSL pretraining, fine-tuning and retrieval.",
+        "exit_on_error": False,  # main() prints one short message instead of usage + trace
+    }
+    for name in DSMCLI.subcommands():
+        parser_kwargs[name] = {"exit_on_error": False, "epilog": _HELP_EPILOG.format(cmd=name)}
+    return {
+        "parser_class": DSMArgumentParser,
+        "model_class": pl.LightningModule,
+        "datamodule_class": pl.LightningDataModule,
+        "subclass_mode_model": True,
+        "subclass_mode_data": True,
+        "trainer_defaults": DEFAULT_TRAINER,
+        "seed_everything_default": 0,
+        "save_config_kwargs": {"overwrite": True},
+        # the modules build their own optimiser from named arguments (optimizer, lr, ...)
+        "auto_configure_optimizers": False,
+        "parser_kwargs": parser_kwargs,
+        "args": list(args) if args is not None else None,
+        "run": run,
+    }
+
+
+def build_cli(args: Sequence[str] | None = None, run: bool = True) -> DSMCLI:
+    """Build (and by default run) the ``dsm`` CLI.
+
+    Args:
+        args: Command-line arguments; ``None`` reads ``sys.argv``. With ``run=True`` the
+            first one is the subcommand (``fit``, ``validate``, ``test``, ``predict``).
+        run: Run the subcommand after parsing; ``False`` parses ``args`` (no subcommand)
+            and instantiates the model, data module and trainer only.
+
+    Returns:
+        The LightningCLI instance (its ``model``, ``datamodule`` and ``trainer``).
+
+    Raises:
+        jsonargparse.ArgumentError: The arguments or config files do not parse.
+    """
+    _import_public_classes()
+    return DSMCLI(**_cli_kwargs(args, run))
+
+
+def parse_config(args: Sequence[str]) -> Namespace:
+    """Parse and validate a configuration without building any class or touching data.
+
+    Every key and value is checked against the chosen classes' signatures (links are
+    applied at parse time only; ``num_classes`` is filled at instantiation).
+
+    Args:
+        args: Arguments without subcommand, e.g. ``["--config", "examples/configs/x.yaml"]``.
+
+    Returns:
+        The parsed configuration (``cfg.model.class_path``, ``cfg.data.init_args``, ...).
+
+    Raises:
+        jsonargparse.ArgumentError: Unknown key, wrong type or missing config file.
+    """
+    _import_public_classes()
+    return _ParseOnlyCLI(**_cli_kwargs(args, run=False)).config
