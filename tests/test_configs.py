@@ -29,7 +29,7 @@ def _plain_argv(monkeypatch):
 @pytest.fixture(scope="module")
 def parser():
     """The `dsm` parser (built once; parsing a file does not instantiate anything)."""
-    cli._import_public_classes()
+    cli.import_public_classes()
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(sys, "argv", ["dsm"])
         args = ["--config", str(CONFIGS[0])]

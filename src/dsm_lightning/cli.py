@@ -1,9 +1,9 @@
-"""The ``dsm`` console script: ``dsm fit|validate|test|predict --config FILE.yaml``.
+"""The ``dsm`` console script: ``dsm fit|validate|test|predict|study --config FILE.yaml``.
 
 ``dsm --help`` (or ``dsm`` alone) prints the subcommands at once, without importing torch
 or Lightning; everything else goes to the LightningCLI parser of
 :mod:`dsm_lightning.cli_parser` (subclass mode for model and data, links between them,
-short help), whose public names (``DSMCLI``, ``build_cli``, ``parse_config``) are also
+short help), ``dsm study`` to :mod:`dsm_lightning.study`, and the parser's public names (``DSMCLI``, ``build_cli``, ``parse_config``) are also
 reachable from here.
 
 A wrong configuration (unknown key, wrong type, missing file, invalid value), a checkpoint
@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING, Any
 from dsm_lightning._lazy import lazy_getattr
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers; imported on first use below
-    from dsm_lightning.cli_parser import DSMCLI, build_cli, parse_config
+    from dsm_lightning.cli_parser import DSMCLI, build_cli, import_public_classes, parse_config
 
-__all__ = ["DSMCLI", "SUBCOMMANDS", "build_cli", "format_error", "main", "parse_config"]
+__all__ = ["DSMCLI", "EXTRA_SUBCOMMANDS", "SUBCOMMANDS", "build_cli", "format_error", "main", "parse_config"]
 
 #: subcommand -> what it does (the fast ``dsm --help``); LightningCLI's own subcommands
 #: plus any a ``DSMCLI.subcommands()`` override adds must be listed here.
@@ -38,23 +38,30 @@ SUBCOMMANDS: dict[str, str] = {
     "test": "one evaluation epoch over the test set (fine-tuning accuracy, retrieval)",
     "predict": "predictions of a model over the data module's predict set",
 }
+#: subcommands of the package's own (not LightningCLI's), run by their module's ``main``.
+EXTRA_SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "study": ("dsm_lightning.study",
+              "pretrain several methods on the same data and measure their scene bias"),
+}
 
 # names of the parser module, imported on first use (PEP 562) so `dsm --help` stays fast
 _PARSER_NAMES = ("DSMCLI", "build_cli", "parse_config", "_ParseOnlyCLI", "_cli_kwargs",
-                 "_import_public_classes")
+                 "import_public_classes")
 __getattr__ = lazy_getattr(__name__, dict.fromkeys(_PARSER_NAMES, "dsm_lightning.cli_parser"))
 
 
 def top_level_help() -> str:
     """The ``dsm --help`` text (built from ``SUBCOMMANDS``, no heavy import)."""
-    width = max(len(name) for name in SUBCOMMANDS)
+    width = max(len(name) for name in (*SUBCOMMANDS, *EXTRA_SUBCOMMANDS))
     lines = [
-        f"usage: dsm [-h] {{{','.join(SUBCOMMANDS)}}} --config FILE.yaml [--key value ...]",
+        f"usage: dsm [-h] {{{','.join([*SUBCOMMANDS, *EXTRA_SUBCOMMANDS])}}} --config FILE.yaml "
+        "[--key value ...]",
         "",
         "dsm-lightning: DSM video SSL pretraining, fine-tuning and retrieval.",
         "",
         "subcommands:",
         *(f"  {name:<{width}}  {text}" for name, text in SUBCOMMANDS.items()),
+        *(f"  {name:<{width}}  {text}" for name, (_, text) in EXTRA_SUBCOMMANDS.items()),
         "",
         "options:",
         "  -h, --help  show this message; `dsm <subcommand> --help` shows the subcommand's",
@@ -231,10 +238,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from jsonargparse import ArgumentError
 
-    from dsm_lightning.cli_parser import build_cli
-
     try:
-        build_cli(argv)
+        if args and args[0] in EXTRA_SUBCOMMANDS:
+            importlib.import_module(EXTRA_SUBCOMMANDS[args[0]][0]).main(args[1:])
+        else:
+            from dsm_lightning.cli_parser import build_cli
+
+            build_cli(argv)
     except _user_errors() as err:
         if os.environ.get("DSM_DEBUG"):
             raise

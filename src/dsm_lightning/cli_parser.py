@@ -69,13 +69,19 @@ INSTANTIATE_LINKS: tuple[tuple[str, str], ...] = (
 #: importing them makes their classes known to jsonargparse. Add a module here to give its
 #: classes short names.
 SHORT_NAME_MODULES: list[str] = [
-    "dsm_lightning.modules.pretrain",
+    "dsm_lightning.modules.base",
+    "dsm_lightning.modules.moco",
+    "dsm_lightning.modules.dsm",
+    "dsm_lightning.modules.dsm_intra",
+    "dsm_lightning.modules.dsm_triplet",
     "dsm_lightning.modules.finetune",
     "dsm_lightning.modules.retrieval",
     "dsm_lightning.data.datamodule",
     "dsm_lightning.disturb.triplet",
     "dsm_lightning.callbacks.knn",
     "dsm_lightning.callbacks.media",
+    "dsm_lightning.callbacks.export",
+    "dsm_lightning.callbacks.progress",
 ]
 
 #: The Trainer arguments a subcommand's ``--help`` shows (every one is accepted).
@@ -108,7 +114,7 @@ _HELP_EPILOG = (
 )
 
 
-def _import_public_classes() -> None:
+def import_public_classes() -> None:
     """Import ``SHORT_NAME_MODULES`` so jsonargparse resolves their short class names."""
     for module in SHORT_NAME_MODULES:
         try:
@@ -215,6 +221,34 @@ class DSMCLI(LightningCLI):
         for source, target in INSTANTIATE_LINKS:
             parser.link_arguments(source, target, apply_on="instantiate")
 
+    def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
+        """The Trainer with the package's defaults added where the config has none.
+
+        ``EncoderExport`` (``encoder.pt`` in the log dir and a report of where fit's outputs
+        went), a progress bar that writes plain lines when the output is not a terminal
+        (``LineProgressBar``), and ``save_last=True`` on checkpoint callbacks that leave it
+        unset, so ``last.ckpt`` exists to resume from.
+        """
+        from pytorch_lightning.callbacks import ProgressBar
+
+        from dsm_lightning.callbacks.export import EncoderExport
+        from dsm_lightning.callbacks.progress import default_progress_bar
+
+        config = {**self._get(self.config_init, "trainer", default={}), **kwargs}
+        given = config.get("callbacks") or []
+        callbacks = list(given) if isinstance(given, list) else [given]
+        if not any(isinstance(c, EncoderExport) for c in callbacks):
+            callbacks.append(EncoderExport())
+        if config.get("enable_progress_bar") is not False and not any(
+                isinstance(c, ProgressBar) for c in callbacks):
+            callbacks.append(default_progress_bar())
+        kwargs["callbacks"] = callbacks
+        trainer = super().instantiate_trainer(**kwargs)
+        for checkpoint in trainer.checkpoint_callbacks:
+            if getattr(checkpoint, "save_last", False) is None:
+                checkpoint.save_last = True
+        return trainer
+
     def after_instantiate_classes(self) -> None:
         """Drop linked values the model does not accept from its saved hyper-parameters, and
         make a model with a ``require_fitted`` switch refuse to evaluate an unfitted head.
@@ -288,7 +322,7 @@ def build_cli(args: Sequence[str] | None = None, run: bool = True) -> DSMCLI:
     Raises:
         jsonargparse.ArgumentError: The arguments or config files do not parse.
     """
-    _import_public_classes()
+    import_public_classes()
     return DSMCLI(**_cli_kwargs(args, run))
 
 
@@ -307,5 +341,5 @@ def parse_config(args: Sequence[str]) -> Namespace:
     Raises:
         jsonargparse.ArgumentError: Unknown key, wrong type or missing config file.
     """
-    _import_public_classes()
+    import_public_classes()
     return _ParseOnlyCLI(**_cli_kwargs(args, run=False)).config
