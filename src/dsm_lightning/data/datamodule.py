@@ -145,15 +145,18 @@ class _VideoLoader(DataLoader):
         super().__init__(*args, **kwargs)
         self._report = report
         self._pass_epoch: int | None = None
+        self._unreported = False
 
     def report(self) -> None:
-        """Report the skips since the last report (tagged with the last pass's epoch)."""
-        if self._report is not None and isinstance(self.dataset, VideoDataset):
+        """Report the last pass's skips (once; tagged with its epoch)."""
+        if self._unreported and self._report is not None and isinstance(self.dataset, VideoDataset):
             self._report(self.dataset, self._pass_epoch)
+        self._unreported = False
 
     def __iter__(self):  # type: ignore[override]
         self.report()
         self._pass_epoch = getattr(self.sampler, "epoch", None)
+        self._unreported = True
         yield from super().__iter__()
         self.report()
 
