@@ -162,42 +162,39 @@ class _VideoLoader(DataLoader):
 
 
 class _TrainLoader(_VideoLoader):
-    """The training loader: resumable (Lightning's ``state_dict`` / ``load_state_dict``).
+    """The training loader: each pass starts at the batch the trainer has reached.
 
-    ``state_dict`` records the epoch and the batches the trainer has processed in it;
-    after ``load_state_dict`` the next pass of that epoch starts at the following batch.
+    At the start of a pass it asks ``position()`` how many batches of the current epoch the
+    trainer has processed: 0 for a new epoch, k after resuming from a checkpoint saved k
+    batches into the epoch (Lightning restores its loop counters before the pass starts),
+    and skips that many batches without decoding them. Reading the restored loop rather than
+    a loader state also covers Lightning setting up the loader before restoring states
+    (``estimated_stepping_batches`` in ``configure_optimizers``), which skips
+    ``load_state_dict``. ``state_dict`` / ``load_state_dict`` exist so that Lightning treats
+    the loader as resumable.
     """
 
     def __init__(self, *args: Any, position: Callable[[], int | None] | None = None,
                  **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._position = position
-        self._resume: tuple[int, int] | None = None
-        self._yielded = 0
+
+    def _done(self) -> int:
+        done = self._position() if self._position is not None else None
+        return int(done or 0)
 
     def state_dict(self) -> dict[str, int]:
-        """``{"epoch", "batches"}``: where the current pass stands."""
-        done = self._position() if self._position is not None else None
-        return {"epoch": int(getattr(self.sampler, "epoch", 0)),
-                "batches": int(self._yielded if done is None else done)}
+        """``{"epoch", "batches"}``: where the current pass stands (informative)."""
+        return {"epoch": int(getattr(self.sampler, "epoch", 0)), "batches": self._done()}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
-        """Start the next pass of ``state["epoch"]`` after ``state["batches"]`` batches."""
-        self._resume = (int(state["epoch"]), int(state["batches"]))
+        """Nothing to load: the next pass reads the restored loop's position itself."""
 
     def __iter__(self):  # type: ignore[override]
-        resume, self._resume = self._resume, None
-        sampler = self.sampler
-        if resume is not None and isinstance(sampler, _ResumableSampler) and (
-            resume[0] == sampler.epoch
-        ):
-            sampler.skip = resume[1] * self.batch_size
-            self._yielded = resume[1]
-        else:
-            self._yielded = 0
-        for batch in super().__iter__():
-            self._yielded += 1
-            yield batch
+        done = self._done()
+        if done and isinstance(self.sampler, _ResumableSampler):
+            self.sampler.skip = done * self.batch_size
+        yield from super().__iter__()
 
 
 class VideoDataModule(pl.LightningDataModule):
@@ -667,18 +664,23 @@ class VideoDataModule(pl.LightningDataModule):
     # -- device side ----------------------------------------------------------------------
 
     def _batches_done(self) -> int | None:
-        """Batches the trainer has processed in the current epoch (None without a fit loop)."""
-        loop = getattr(getattr(self.trainer, "fit_loop", None), "epoch_loop", None)
-        return None if loop is None else int(loop.batch_progress.current.processed)
+        """Batches of the current epoch the fitting trainer is past (None when not fitting).
+
+        Lightning's ``batch_progress.current.ready``: during a batch's transfer it is the
+        batch's position in the epoch; when a pass starts, the batches already done (0, or the
+        restored count after a resume).
+        """
+        trainer = self.trainer
+        loop = getattr(getattr(trainer, "fit_loop", None), "epoch_loop", None)
+        if loop is None or not getattr(trainer, "training", False):
+            return None
+        return int(loop.batch_progress.current.ready)
 
     def _device_generator(self) -> torch.Generator:
         """The generator of the current training batch: (seed, epoch, batch, rank)."""
         trainer = self.trainer
-        loop = getattr(getattr(trainer, "fit_loop", None), "epoch_loop", None)
-        if loop is not None:
-            # read before Lightning counts this batch: its position in the epoch
-            batch = int(loop.batch_progress.current.ready)
-        else:
+        batch = self._batches_done()  # read before Lightning counts this batch
+        if batch is None:
             batch, self._loose_batches = self._loose_batches, self._loose_batches + 1
         epoch = int(getattr(trainer, "current_epoch", 0) or 0)
         rank = getattr(trainer, "global_rank", None)
