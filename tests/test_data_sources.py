@@ -259,8 +259,9 @@ def test_registry_errors_name_the_problem():
         create_source("folder", root=".", annotations="x.txt")
     with pytest.raises(ValueError, match="split must be 1, 2 or 3"):
         create_source("hmdb51", root=".", split=0)
-    with pytest.raises(ValueError, match="already registered"):
-        register_source("folder")(FolderSource)
+    with pytest.raises(ValueError, match=r"'folder' is already registered \(FolderSource\)"):
+        register_source("folder")(type("MyFolder", (VideoSource,), {}))
+    assert register_source("folder")(FolderSource) is FolderSource  # the same class: fine
     with pytest.raises(ValueError, match="VideoSource subclasses"):
         register_source("plain")(dict)
     with pytest.raises(ValueError, match="non-empty string"):
@@ -289,6 +290,15 @@ def test_a_user_source_registers_without_touching_the_library(tmp_path):
         assert source.class_names() == ["all"] and FlatSource.name == "flat_test"
         replaced = register_source("flat_test", overwrite=True)(FlatSource)
         assert source_class("flat_test") is replaced
+
+        @register_source("flat_test")  # defined again (a re-run cell): replaces the first
+        class FlatSource(VideoSource):  # noqa: F811
+            def read(self) -> SourceSplits:
+                return SourceSplits({}, [], [])
+
+        assert source_class("flat_test") is FlatSource and FlatSource is not replaced
+        with pytest.raises(ValueError, match="already registered"):
+            register_source("flat_test")(type("Other", (VideoSource,), {}))
     finally:
         registry._SOURCES.pop("flat_test", None)
     assert "flat_test" not in list_sources()

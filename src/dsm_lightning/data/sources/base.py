@@ -140,6 +140,9 @@ def register_source(name: str, *, overwrite: bool = False) -> Callable[[S], S]:
 
         VideoDataModule(source="my_csv", root="/data", annotations="/data/videos.csv")
 
+    A class defined again under the same module and name (a re-run notebook cell, a
+    reloaded module) replaces its earlier definition; any other class needs a free name.
+
     Args:
         name: The registry name (``source: name`` in YAML).
         overwrite: Replace a source already registered under ``name``.
@@ -148,8 +151,8 @@ def register_source(name: str, *, overwrite: bool = False) -> Callable[[S], S]:
         The decorator (it returns the class unchanged, with ``name`` set).
 
     Raises:
-        ValueError: ``name`` is empty or taken (without ``overwrite``), or the decorated
-            object is not a ``VideoSource`` subclass.
+        ValueError: ``name`` is empty or taken by another class (without ``overwrite``), or
+            the decorated object is not a ``VideoSource`` subclass.
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"a source name must be a non-empty string, got {name!r}")
@@ -157,7 +160,10 @@ def register_source(name: str, *, overwrite: bool = False) -> Callable[[S], S]:
     def decorator(cls: S) -> S:
         if not (isinstance(cls, type) and issubclass(cls, VideoSource)):
             raise ValueError(f"register_source({name!r}) decorates VideoSource subclasses, got {cls!r}")
-        if name in _SOURCES and not overwrite:
+        taken = _SOURCES.get(name)
+        redefined = taken is not None and (taken.__module__, taken.__qualname__) == (
+            cls.__module__, cls.__qualname__)
+        if taken is not None and not (overwrite or redefined):
             raise ValueError(
                 f"source {name!r} is already registered ({_SOURCES[name].__qualname__}); "
                 "pick another name or pass overwrite=True"
