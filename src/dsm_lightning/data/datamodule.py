@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import functools
 import inspect
-import itertools
 import logging
 import math
-import os
 import warnings
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -37,6 +35,13 @@ from dsm_lightning.data.datasets import (
     PretrainClipDataset,
     VideoDataset,
     VideoSkippedWarning,
+)
+from dsm_lightning.data.loaders import (
+    ResumableSampler,
+    TrainLoader,
+    VideoLoader,
+    device_generator,
+    log_skip_summary,
 )
 from dsm_lightning.data.sampling import SHORT_VIDEO_POLICIES
 from dsm_lightning.data.sources import (
@@ -61,7 +66,7 @@ except ImportError:  # pragma: no cover - until the decoding branch is merged
     collate_drop_bad = None
 _DATASET_ARGS = frozenset(inspect.signature(VideoDataset.__init__).parameters)
 
-__all__ = ["DECODERS", "TASKS", "VideoDataModule", "log_skip_summary"]
+__all__ = ["DECODERS", "TASKS", "VideoDataModule", "device_generator", "log_skip_summary"]
 
 log = logging.getLogger(__name__)
 
@@ -70,131 +75,10 @@ DECODERS = ("pyav", "torchcodec")
 #: Location arguments forwarded to a named source (those it accepts).
 LOCATION_ARGS = ("root", "annotations", "split", "test_root", "val_annotations",
                  "test_annotations", "cache_dir")
-# Separates the device-side random stream from the workers' (seed, epoch, index) streams.
-_DEVICE_STREAM = 0x5EED
 
 
 def _worker_init(worker_id: int) -> None:
     torch.set_num_threads(1)
-
-
-def device_generator(seed: int, epoch: int, batch: int, rank: int) -> torch.Generator:
-    """CPU generator of one training batch's device-side draws.
-
-    Args:
-        seed: The data module's seed.
-        epoch: Epoch number.
-        batch: Position of the batch in its epoch.
-        rank: Global rank of the process.
-
-    Returns:
-        A ``torch.Generator`` seeded from ``(seed, epoch, batch, rank)`` (independent streams).
-    """
-    state = np.random.SeedSequence([seed, epoch, batch, rank, _DEVICE_STREAM]).generate_state(
-        2, dtype=np.uint32)
-    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
-
-
-def log_skip_summary(dataset: VideoDataset, epoch: int | None = None) -> dict[str, int]:
-    """Warn once with the videos skipped since the last summary of ``dataset``.
-
-    Training datasets replace a bad video by the next readable one ("skipped"); evaluation
-    datasets built with ``substitute_bad=False`` leave it out of the batch ("left out").
-
-    Args:
-        dataset: A dataset whose workers may have skipped videos.
-        epoch: The epoch the skips happened in (named in the message), or None.
-
-    Returns:
-        ``{path: times skipped}`` for this period (empty when nothing was skipped).
-    """
-    report = dataset.take_skip_report()
-    if report:
-        listed = ", ".join(f"{os.path.basename(p)} (x{n})" for p, n in sorted(report.items()))
-        where = f"split {dataset.split!r}" + (f", epoch {epoch}" if epoch is not None else "")
-        if getattr(dataset, "substitute_bad", True):
-            message = (f"{where}: {sum(report.values())} item(s) skipped (replaced by readable "
-                       f"videos), {len(report)} unreadable video(s): {listed}")
-        else:
-            message = f"{where}: {len(report)} bad video(s) left out of the metrics: {listed}"
-        warnings.warn(message, VideoSkippedWarning, stacklevel=2)
-        log.warning(message)
-    return report
-
-
-class _ResumableSampler(EpochSampler):
-    """``EpochSampler`` whose next pass can start ``skip`` items in (mid-epoch resume)."""
-
-    skip = 0
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:  # type: ignore[override]
-        skip, self.skip = self.skip, 0
-        return itertools.islice(super().__iter__(), skip, None)
-
-
-class _VideoLoader(DataLoader):
-    """A ``DataLoader`` that reports the skipped videos of each pass once.
-
-    Lightning stops after ``len(loader)`` batches, so code after a pass's last batch never
-    runs under ``Trainer.fit``: a pass is reported when the next one starts, when it is
-    drained (``list(loader)``), or by ``VideoDataModule.teardown``.
-    """
-
-    def __init__(self, *args: Any, report: Callable[[Any, int | None], None] | None = None,
-                 **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._report = report
-        self._pass_epoch: int | None = None
-        self._unreported = False
-
-    def report(self) -> None:
-        """Report the last pass's skips (once; tagged with its epoch)."""
-        if self._unreported and self._report is not None and isinstance(self.dataset, VideoDataset):
-            self._report(self.dataset, self._pass_epoch)
-        self._unreported = False
-
-    def __iter__(self):  # type: ignore[override]
-        self.report()
-        self._pass_epoch = getattr(self.sampler, "epoch", None)
-        self._unreported = True
-        yield from super().__iter__()
-        self.report()
-
-
-class _TrainLoader(_VideoLoader):
-    """The training loader: each pass starts at the batch the trainer has reached.
-
-    At the start of a pass it asks ``position()`` how many batches of the current epoch the
-    trainer has processed: 0 for a new epoch, k after resuming from a checkpoint saved k
-    batches into the epoch (Lightning restores its loop counters before the pass starts),
-    and skips that many batches without decoding them. Reading the restored loop rather than
-    a loader state also covers Lightning setting up the loader before restoring states
-    (``estimated_stepping_batches`` in ``configure_optimizers``), which skips
-    ``load_state_dict``. ``state_dict`` / ``load_state_dict`` exist so that Lightning treats
-    the loader as resumable.
-    """
-
-    def __init__(self, *args: Any, position: Callable[[], int | None] | None = None,
-                 **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._position = position
-
-    def _done(self) -> int:
-        done = self._position() if self._position is not None else None
-        return int(done or 0)
-
-    def state_dict(self) -> dict[str, int]:
-        """``{"epoch", "batches"}``: where the current pass stands (informative)."""
-        return {"epoch": int(getattr(self.sampler, "epoch", 0)), "batches": self._done()}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        """Nothing to load: the next pass reads the restored loop's position itself."""
-
-    def __iter__(self):  # type: ignore[override]
-        done = self._done()
-        if done and isinstance(self.sampler, _ResumableSampler):
-            self.sampler.skip = done * self.batch_size
-        yield from super().__iter__()
 
 
 class VideoDataModule(pl.LightningDataModule):
@@ -342,7 +226,7 @@ class VideoDataModule(pl.LightningDataModule):
         self.augment.share_transform(self.transform)
         self._source: SourceSplits | None = None
         self._datasets: dict[tuple, VideoDataset] = {}
-        self._loaders: weakref.WeakSet[_VideoLoader] = weakref.WeakSet()
+        self._loaders: weakref.WeakSet[VideoLoader] = weakref.WeakSet()
         self._loose_batches = 0  # device batches seen outside a Lightning fit loop
         self.skipped_at_setup: list[SkippedItem] = []
 
@@ -529,15 +413,15 @@ class VideoDataModule(pl.LightningDataModule):
         hp = self.hparams
         sampler, extra = None, {}
         if training:
-            sampler = _ResumableSampler(dataset, num_replicas=distributed.world_size(),
+            sampler = ResumableSampler(dataset, num_replicas=distributed.world_size(),
                                         rank=distributed.rank(), shuffle=True, seed=hp.seed,
                                         drop_last=False)
-            cls, extra = _TrainLoader, {"position": self._batches_done}
+            cls, extra = TrainLoader, {"position": self._batches_done}
         else:
             if sampled:
                 sampler = EpochSampler(dataset, num_replicas=1, rank=0, shuffle=shuffle,
                                        seed=hp.seed, drop_last=False)
-            cls = _VideoLoader
+            cls = VideoLoader
             if collate_drop_bad is not None:
                 extra = {"collate_fn": collate_drop_bad}
         workers = hp.num_workers
