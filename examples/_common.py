@@ -16,9 +16,10 @@ if TYPE_CHECKING:  # imported lazily below: importing an example stays light
     import pytorch_lightning as pl
 
     from dsm_lightning import TripletBuilder, VideoDataModule
+    from dsm_lightning.data.sources import SyntheticSource
 
 __all__ = ["SETTINGS", "example_parser", "example_trainer", "logged_metrics", "pretrain_augment",
-           "settings", "synthetic_datamodule"]
+           "settings", "synthetic_datamodule", "synthetic_source"]
 
 #: The examples' sizes, as ``(full run, --fast)`` pairs (``--fast`` runs in seconds).
 SETTINGS: dict[str, tuple[Any, Any]] = {
@@ -49,47 +50,64 @@ def settings(fast: bool, **extra: tuple[Any, Any]) -> dict[str, Any]:
     return {key: value[int(fast)] for key, value in {**SETTINGS, **extra}.items()}
 
 
+def synthetic_source(s: dict[str, Any]) -> SyntheticSource:
+    """The synthetic source sized by the settings ``s`` (seed: the data module's).
+
+    Args:
+        s: the output of :func:`settings`.
+
+    Returns:
+        The ``SyntheticSource``.
+    """
+    from dsm_lightning.data.sources import SyntheticSource
+
+    return SyntheticSource(
+        num_classes=s["synthetic_classes"], videos_per_class=s["synthetic_videos"],
+        eval_videos_per_class=s["synthetic_eval_videos"], num_frames=s["synthetic_frames"],
+        size=s["synthetic_size"],
+    )
+
+
 def synthetic_datamodule(
-    s: dict[str, Any], task: str, augment: TripletBuilder, seed: int, **overrides: Any
+    s: dict[str, Any], task: str, augment: TripletBuilder | None, seed: int, **overrides: Any
 ) -> VideoDataModule:
     """``VideoDataModule`` on the synthetic source, sized by the settings ``s``.
 
     Args:
         s: the output of :func:`settings`.
         task: ``"pretrain"``, ``"classify"`` or ``"retrieval"``.
-        augment: the GPU-side ``TripletBuilder`` (its crop size is the model's input size).
+        augment: the device-side view builder (None: the default ``TripletBuilder``).
         seed: data seed.
-        **overrides: more ``VideoDataModule`` arguments (e.g. ``n_clips``, ``n_crops``).
+        **overrides: more ``VideoDataModule`` arguments (e.g. ``n_clips``, ``transform``).
 
     Returns:
-        The data module (not yet prepared nor set up).
+        The data module (not yet prepared nor set up); its crop size (the model's input
+        size) is ``s["crop_size"]``.
     """
     from dsm_lightning import VideoDataModule
 
     kwargs: dict[str, Any] = dict(
-        source="synthetic", task=task, num_frames=s["num_frames"], stride=s["stride"],
-        frame_size=s["synthetic_size"], batch_size=s["batch_size"], num_workers=0,
-        synthetic_classes=s["synthetic_classes"], synthetic_videos=s["synthetic_videos"],
-        synthetic_eval_videos=s["synthetic_eval_videos"],
-        synthetic_frames=s["synthetic_frames"], synthetic_size=s["synthetic_size"],
-        augment=augment, seed=seed,
+        source=synthetic_source(s), task=task, num_frames=s["num_frames"],
+        stride=s["stride"], frame_size=s["synthetic_size"], crop_size=s["crop_size"],
+        batch_size=s["batch_size"], num_workers=0, augment=augment, seed=seed,
     )
     kwargs.update(overrides)
     return VideoDataModule(**kwargs)
 
 
 def pretrain_augment(s: dict[str, Any]) -> TripletBuilder:
-    """The examples' usual DSM augmentation: crops of ``crop_size`` px, four negative kinds.
+    """The examples' usual DSM augmentation: four negative kinds, crops of half the frame or more.
 
     Args:
-        s: the output of :func:`settings`.
+        s: the output of :func:`settings` (the crop size comes from the data module).
 
     Returns:
         ``TripletBuilder`` with crop scale (0.5, 1) and negatives shift/reverse/shuffle/static.
     """
     from dsm_lightning import TripletBuilder
+    from dsm_lightning.disturb import ClipTransform
 
-    return TripletBuilder(crop_size=s["crop_size"], crop_scale=(0.5, 1.0),
+    return TripletBuilder(ClipTransform(crop_scale=(0.5, 1.0)),
                           negative_kinds=("shift", "reverse", "shuffle", "static"))
 
 

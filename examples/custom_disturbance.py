@@ -145,6 +145,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     import pytorch_lightning as pl
 
     from dsm_lightning import DSMLightningModule, TripletBuilder
+    from dsm_lightning.disturb import ClipTransform
     from dsm_lightning.disturb.visualize import save_triplet_png
 
     parser = common.example_parser(__doc__.splitlines()[0], "outputs/examples/custom_disturbance")
@@ -159,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     pl.seed_everything(args.seed, verbose=False)
     other = (1.0 - args.speed_prob) / 2
     augment = TripletBuilder(
-        crop_size=s["crop_size"], crop_scale=(0.5, 1.0),
+        ClipTransform(crop_scale=(0.5, 1.0)),  # crop size: the data module's
         negative_kinds=("shift", "reverse", "speed"),
         negative_probs=(other, other, args.speed_prob), seed=args.seed,
     )

@@ -40,6 +40,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     import pytorch_lightning as pl
 
     from dsm_lightning import DSMLightningModule, FinetuneModule, TripletBuilder, VideoDataModule
+    from dsm_lightning.disturb import ClipTransform
 
     parser = common.example_parser(__doc__.splitlines()[0],
                                    "outputs/examples/finetune_from_checkpoint")
@@ -49,9 +50,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     out = Path(args.out_dir)
     backbone = {"backbone": "tiny3d", "backbone_kwargs": {"width": s["width"]}}
 
-    def datamodule(task: str, augment: TripletBuilder) -> VideoDataModule:
+    def datamodule(task: str, augment: TripletBuilder | None = None, **kw) -> VideoDataModule:
         return common.synthetic_datamodule(s, task, augment, args.seed, n_clips=s["n_clips"],
-                                           n_crops=s["n_crops"])
+                                           n_crops=s["n_crops"], **kw)
 
     def trainer(name: str, epochs: int, export: Path | None = None) -> pl.Trainer:
         return common.example_trainer(out, epochs, args.fast, name=name, export=export)
@@ -69,8 +70,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                "random init": None}
 
     # 2. Both files hold the same backbone weights.
-    classify_data = datamodule("classify", TripletBuilder(crop_size=s["crop_size"],
-                                                          crop_scale=(0.5, 1.0)))
+    classify_data = datamodule("classify", transform=ClipTransform(crop_scale=(0.5, 1.0)))
     classify_data.prepare_data()
     classify_data.setup("fit")
     names = classify_data.class_names

@@ -51,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     s = common.settings(args.fast, n_clips=(4, 2))
     out = Path(args.out_dir)
 
-    def datamodule(task: str, augment: TripletBuilder) -> VideoDataModule:
+    def datamodule(task: str, augment: TripletBuilder | None = None) -> VideoDataModule:
         return common.synthetic_datamodule(s, task, augment, args.seed, n_clips=s["n_clips"])
 
     def trainer(name: str, epochs: int = 1, export: Path | None = None) -> pl.Trainer:
@@ -71,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         pretrained = str(out / "encoder.pt")
 
     # Retrieval: gallery = train split, queries = test split, n_clips windows per video.
-    data = datamodule("retrieval", TripletBuilder(crop_size=s["crop_size"]))
+    data = datamodule("retrieval")  # evaluation crops of the default ClipTransform
     evaluated = {
         "pretrained": RetrievalModule(pretrained=pretrained, ks=KS,
                                       output_dir=str(out / "pretrained")),

@@ -28,10 +28,19 @@ DATA = {
     "class_path": "VideoDataModule",
     "init_args": {
         "num_frames": T, "stride": 2, "frame_size": S, "crop_size": S, "batch_size": 4,
-        "num_workers": 0, "n_clips": 2, "synthetic_classes": 4, "synthetic_videos": 4,
-        "synthetic_eval_videos": 2, "synthetic_frames": 16, "synthetic_size": S,
+        "num_workers": 0, "n_clips": 2,
+        "source": {"class_path": "SyntheticSource", "init_args": {
+            "num_classes": 4, "videos_per_class": 4, "eval_videos_per_class": 2,
+            "num_frames": 16, "size": S}},
     },
 }
+
+
+def _data_args(cache: str, **extra) -> dict:
+    """DATA's init_args with the synthetic videos cached in ``cache``."""
+    source = DATA["init_args"]["source"]
+    return {**DATA["init_args"], **extra,
+            "source": {**source, "init_args": {**source["init_args"], "cache_dir": cache}}}
 TINY = {"backbone": "tiny3d", "backbone_kwargs": {"width": 4}}
 
 
@@ -48,7 +57,7 @@ def cache(tmp_path_factory) -> str:
 
 def _config(tmp: Path, name: str, model: dict, task: str, cache: str, **trainer) -> Path:
     data = {"class_path": DATA["class_path"],
-            "init_args": {**DATA["init_args"], "task": task, "cache_dir": cache}}
+            "init_args": _data_args(cache, task=task)}
     config = {
         "trainer": {"accelerator": "cpu", "devices": 1, "enable_progress_bar": False,
                     "enable_model_summary": False,
@@ -82,7 +91,7 @@ def test_fit_from_printed_config_then_finetune_and_retrieval(tmp_path: Path, cac
 
     params = set(inspect.signature(DSMLightningModule.__init__).parameters) - {"self"}
     assert set(dumped["model"]["init_args"]) == params - {"num_classes"}  # linked from data
-    assert dumped["data"]["init_args"]["synthetic_classes"] == 4
+    assert dumped["data"]["init_args"]["source"]["init_args"]["num_classes"] == 4
 
     # ... that re-runs
     assert cli.main(["fit", "--config", str(printed)]) == 0
@@ -307,7 +316,7 @@ def test_wandb_offline_from_the_shipped_config(tmp_path: Path, cache: str):
                     "callbacks": [{"class_path": "TripletMediaLogger",
                                    "init_args": {"max_samples": 1}}]},
         "model": {"init_args": {**TINY, "queue_size": 32}},
-        "data": {"init_args": {**DATA["init_args"], "cache_dir": cache}},
+        "data": {"init_args": _data_args(cache)},
     }))
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
     env.update(WANDB_MODE="offline", WANDB_DIR=str(tmp_path / "wb"), HOME=str(tmp_path),

@@ -69,7 +69,7 @@ def test_config_parses_with_the_real_parser(parser, path: Path):
     cfg = _parse(parser, path)
     assert cfg.model.class_path in MODULES
     assert cfg.data.class_path == "dsm_lightning.VideoDataModule"
-    if cfg.data.init_args.source != "synthetic":  # placeholders, documented in the header
+    if isinstance(cfg.data.init_args.source, str):  # placeholders, documented in the header
         assert cfg.data.init_args.root.startswith("data/")
         assert cfg.data.init_args.root in path.read_text().split("seed_everything")[0]
 
@@ -78,13 +78,14 @@ def test_config_parses_with_the_real_parser(parser, path: Path):
 def test_pretrain_configs_use_the_paper_settings(parser, path: Path):
     cfg = _parse(parser, path)
     model, data = cfg.model.init_args, cfg.data.init_args
-    augment = data.augment.init_args
+    augment, transform = data.augment.init_args, data.transform.init_args
     assert cfg.model.class_path == "dsm_lightning.DSMLightningModule"
-    assert (data.num_frames, data.stride, augment.crop_size) == (16, 4, 112)
+    assert (data.num_frames, data.stride, data.crop_size) == (16, 4, 112)
+    assert transform.crop_size is None  # written once: the data module's crop_size
     assert (model.optimizer, model.lr, model.sgd_momentum, model.weight_decay) == (
         "sgd", 0.003, 0.9, 1e-4)
     assert (model.temperature, model.queue_size, model.momentum) == (0.07, 16384, 0.999)
-    assert tuple(augment.jitter) == (0.5, 0.5, 0.25, 0.5)
+    assert tuple(transform.jitter) == (0.5, 0.5, 0.25, 0.5)
     assert data.min_gap == (4 if "_k400_" in path.name else 2)
     if "_moco_" in path.name:
         assert model.method == "moco"
@@ -128,13 +129,18 @@ def test_demo_configs_match_the_demo_defaults(parser, method: str):
             continue
         cfg = _parse(parser, path)
         model, data = cfg.model.init_args, cfg.data.init_args
-        augment = data.augment.init_args
+        augment, transform = data.augment.init_args, data.transform.init_args
         expected_data = {f.name: getattr(demo, f.name) for f in dataclasses.fields(demo)
-                         if f.name.startswith("synthetic_") or f.name in (
-                             "bias", "num_frames", "stride", "crop_size", "batch_size",
-                             "num_workers", "seed")}
+                         if f.name in ("num_frames", "stride", "crop_size", "batch_size",
+                                       "num_workers", "seed")}
         assert {k: getattr(data, k) for k in expected_data} == expected_data
-        assert data.frame_size == demo.synthetic_size and data.source == "synthetic"
+        assert data.source.class_path == "dsm_lightning.data.SyntheticSource"
+        source = data.source.init_args
+        assert (source.num_classes, source.videos_per_class, source.eval_videos_per_class,
+                source.num_frames, source.size, source.bias) == (
+            demo.synthetic_classes, demo.synthetic_videos, demo.synthetic_eval_videos,
+            demo.synthetic_frames, demo.synthetic_size, demo.bias)
+        assert data.frame_size == demo.synthetic_size
         assert model.method == method and model.backbone == demo.backbone
         assert model.backbone_kwargs == {"width": demo.width}
         for name in ("optimizer", "lr", "weight_decay", "queue_size", "temperature",
@@ -142,8 +148,8 @@ def test_demo_configs_match_the_demo_defaults(parser, method: str):
                      "negative_encoder"):
             assert getattr(model, name) == getattr(demo, name), name
         assert cfg.trainer.max_epochs == demo.epochs
-        assert tuple(augment.crop_scale) == tuple(demo.crop_scale)
-        assert augment.flip_prob == demo.flip_prob
+        assert tuple(transform.crop_scale) == tuple(demo.crop_scale)
+        assert transform.flip_prob == demo.flip_prob
         if method == "dsm":
             assert tuple(augment.negative_kinds) == tuple(demo.negative_kinds)
             assert tuple(augment.spatial_kinds) == tuple(demo.spatial_kinds)
@@ -186,7 +192,9 @@ def test_config_instantiates_without_touching_files(path: Path, tmp_path: Path, 
     built = cli.build_cli(["--config", str(path), *extra], run=False)
     assert f"dsm_lightning.{type(built.model).__name__}" in MODULES
     assert isinstance(built.datamodule, VideoDataModule)
-    assert built.datamodule.augment.crop_size == built.datamodule.hparams.crop_size
+    data = built.datamodule
+    assert data.transform.crop_size == data.augment.crop_size == data.hparams.crop_size
+    assert data.augment.transform is data.transform  # one transform for every path
     if hasattr(built.model, "classifier"):
         assert built.model.classifier.out_features == 5
     assert list(tmp_path.iterdir()) == [], "instantiation wrote files"

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
+import re
 import time
 import warnings
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import pytorch_lightning as pl
 import torch
+from pytorch_lightning.loggers import CSVLogger
 from torch.utils.data import DataLoader
 from video_fixtures import copy_video, frame_ids, make_bad_files, make_known_video
 
+from dsm_lightning.data import datamodule as datamodule_module
 from dsm_lightning.data.datamodule import VideoDataModule
 from dsm_lightning.data.datasets import (
     EpochSampler,
@@ -22,12 +27,11 @@ from dsm_lightning.data.datasets import (
     PretrainClipDataset,
     VideoSkippedWarning,
 )
-from dsm_lightning.data.sources import AnnotationError, VideoRecord
+from dsm_lightning.data.sources import AnnotationError, SyntheticSource, VideoRecord
 from dsm_lightning.data.synthetic import generate_synthetic, render_video, synthetic_settings
+from dsm_lightning.disturb.transform import ClipTransform
 from dsm_lightning.disturb.triplet import TripletBuilder
 
-SMALL = dict(synthetic_classes=4, synthetic_videos=4, synthetic_eval_videos=2,
-             synthetic_frames=20, synthetic_size=32)
 CLIP = dict(num_frames=4, stride=2, frame_size=32, crop_size=28)
 
 
@@ -47,6 +51,12 @@ def known_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def synth_dir(tmp_path_factory):
     return str(tmp_path_factory.mktemp("synth"))
+
+
+def synthetic(cache_dir: str) -> SyntheticSource:
+    """The tests' small synthetic set (4 classes, 8 train videos each, 20 frames of 32 px)."""
+    return SyntheticSource(num_classes=4, videos_per_class=8, eval_videos_per_class=4,
+                           num_frames=20, size=32, bias=0.75, cache_dir=cache_dir)
 
 
 def records(root, n=4):
@@ -161,9 +171,7 @@ def test_synthetic_split_design(synth_dir):
 
 
 def test_synthetic_motion_visible_and_static_sets_frozen(synth_dir):
-    dm = VideoDataModule(cache_dir=synth_dir, synthetic_classes=4, synthetic_videos=8,
-                         synthetic_eval_videos=4, synthetic_frames=20, synthetic_size=32,
-                         bias=0.75, num_workers=0, batch_size=16, **CLIP)
+    dm = VideoDataModule(source=synthetic(synth_dir), num_workers=0, batch_size=16, **CLIP)
     assert dm.num_classes == 4 and dm.class_names[0] == "move_right"
     moving = next(iter(dm.clip_dataloader("balanced_test")))["video"].float()
     static = next(iter(dm.clip_dataloader("balanced_test_static")))["video"].float()
@@ -219,9 +227,8 @@ def test_synthetic_sprites_share_the_motion_and_cover_more_of_the_frame():
 
 
 def test_datamodule_loaders_and_device_transforms(synth_dir):
-    dm = VideoDataModule(cache_dir=synth_dir, synthetic_classes=4, synthetic_videos=8,
-                         synthetic_eval_videos=4, synthetic_frames=20, synthetic_size=32,
-                         bias=0.75, num_workers=0, batch_size=4, n_clips=3, n_crops=3, **CLIP)
+    dm = VideoDataModule(source=synthetic(synth_dir), num_workers=0, batch_size=4, n_clips=3,
+                         n_crops=3, **CLIP)
     dm.prepare_data()
     dm.setup("fit")
     assert {"train", "val", "test", "balanced_train", "swapped_test_static"} <= set(dm.split_names)
@@ -243,6 +250,7 @@ def test_datamodule_loaders_and_device_transforms(synth_dir):
     views = next(iter(dm.clip_dataloader("balanced_test", n_clips=2)))["video"]
     assert views.shape == (4, 2, 3, 4, 32, 32)
     assert isinstance(dm.augment, TripletBuilder) and dm.augment.crop_size == 28
+    assert dm.augment.transform is dm.transform and dm.transform.crop_size == 28
 
 
 def test_classify_and_retrieval_tasks(known_dir):
@@ -268,21 +276,93 @@ def test_classify_and_retrieval_tasks(known_dir):
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(source="ucf"), "source must be one of"),
+        (dict(source="ucf"), "unknown source 'ucf'; registered sources: folder, hmdb51"),
         (dict(task="probe"), "task must be one of"),
         (dict(num_frames=0), "num_frames"),
+        (dict(num_frames=1), r"num_frames must be >= 2 \(a clip needs two frames"),
         (dict(frame_size=64, crop_size=112), "crop_size=112 exceeds frame_size=64"),
         (dict(short_video="mirror"), "short_video"),
         (dict(on_error="ignore"), "on_error"),
+        (dict(decoder="opencv"), "decoder must be one of"),
         (dict(val_split=1.0), "val_split"),
-        (dict(source="folder"), "needs root"),
-        (dict(source="list", root="."), "needs annotations"),
-        (dict(bias=1.5), "bias"),
+        (dict(source="folder"), "source 'folder' needs root"),
+        (dict(source="list", root="."), "source 'list' needs annotations"),
+        (dict(source="ucf101", root=".", split=4), "split must be 1, 2 or 3"),
+        (dict(source="synthetic", root="."), "source 'synthetic' does not accept root"),
+        (dict(source="folder", root=".", annotations="a.txt"), "does not accept annotations"),
+        (dict(source=SyntheticSource(), cache_dir="."), "cache_dir given with a VideoSource"),
+        (dict(source=3), "source must be a registered name or a VideoSource"),
+        (dict(transform=ClipTransform(64)), "crop_size=64 differs from crop_size=112"),
+        (dict(transform=ClipTransform(), augment=TripletBuilder(ClipTransform())), "give it once"),
     ],
 )
 def test_constructor_validation(kwargs, match):
     with pytest.raises(ValueError, match=match):
         VideoDataModule(**kwargs)
+    with pytest.raises(ValueError, match="bias"):  # a source checks its own settings
+        SyntheticSource(bias=1.5)
+
+
+def test_sources_by_name_or_instance(synth_dir, known_dir):
+    dm = VideoDataModule(num_workers=0, seed=3)
+    assert isinstance(dm.source, SyntheticSource) and dm.source.settings["seed"] == 3
+    assert dm.hparams.source == "synthetic" and dm.num_classes == 8  # default settings
+    source = synthetic(synth_dir)
+    dm = VideoDataModule(source=source, num_workers=0, **CLIP)
+    assert dm.source is source and dm.hparams.source == "synthetic"
+    assert dm.source.settings["seed"] == 0  # seed=None: the data module's
+    dm = VideoDataModule(source="folder", root=str(known_dir / "train"),
+                         test_root=str(known_dir / "test"), num_workers=0, **CLIP)
+    assert (dm.source.root, dm.source.test_root) == (str(known_dir / "train"),
+                                                      str(known_dir / "test"))
+    assert dm.class_names == ["a", "b"] and len(dm.records("test")) == 2
+
+
+def test_one_clip_transform_shared_by_every_path():
+    transform = ClipTransform(flip_prob=0.0)
+    builder = TripletBuilder(negative_kinds=("reverse",))
+    dm = VideoDataModule(crop_size=24, frame_size=32, transform=transform, augment=builder)
+    assert dm.transform is transform and builder.transform is transform
+    assert transform.crop_size == 24  # filled in from the data module: written once
+    own = TripletBuilder(ClipTransform(crop_scale=(0.5, 1.0)))
+    dm = VideoDataModule(crop_size=24, frame_size=32, augment=own)
+    assert dm.transform is own.transform and dm.transform.crop_size == 24
+    assert dm.augment.transform.crop_scale == (0.5, 1.0)
+
+
+def test_batch_larger_than_the_training_split_is_rejected(known_dir):
+    kwargs = dict(source="folder", root=str(known_dir / "train"), num_workers=0, **CLIP)
+    with pytest.raises(ValueError, match=r"batch_size=7 exceeds the 6 training videos per proc"):
+        VideoDataModule(batch_size=7, **kwargs).setup("fit")
+    VideoDataModule(batch_size=7, drop_last=False, **kwargs).setup("fit")  # a short batch: fine
+    VideoDataModule(batch_size=7, **kwargs).setup("test")  # evaluation only: no training batch
+    ddp = VideoDataModule(batch_size=4, **kwargs)
+    ddp.trainer = SimpleNamespace(world_size=2)  # 3 videos per process
+    with pytest.raises(ValueError, match=r"3 training videos per process \(6 videos, 2 process"):
+        ddp.setup("fit")
+    with pytest.raises(ValueError, match="batch_size=4"):
+        ddp.train_dataloader()
+
+
+def test_decoder_reaches_the_datasets(known_dir, monkeypatch):
+    from dsm_lightning.data import datamodule
+
+    seen = {}
+
+    class Capture(datamodule.PretrainClipDataset):
+        def __init__(self, records, **kwargs):
+            seen.update(kwargs)
+            kwargs.pop("decoder", None)
+            kwargs.pop("substitute_bad", None)
+            super().__init__(records, **kwargs)
+
+    monkeypatch.setattr(datamodule, "PretrainClipDataset", Capture)
+    monkeypatch.setattr(datamodule, "_DATASET_ARGS",
+                        datamodule._DATASET_ARGS | {"decoder", "substitute_bad"})
+    dm = VideoDataModule(source="folder", root=str(known_dir / "train"), num_workers=0,
+                         decoder="torchcodec", **CLIP)
+    dm.dataset("pretrain", "train")
+    assert seen["decoder"] == "torchcodec" and seen["substitute_bad"] is True
 
 
 def test_bad_videos_are_skipped_counted_and_summarised(tmp_path):
@@ -316,7 +396,7 @@ def test_annotation_problems_at_setup(tmp_path):
     test = tmp_path / "test.txt"
     test.write_text("a.mp4 5\n")
     kwargs = dict(source="list", root=str(tmp_path / "v"), annotations=str(train),
-                  test_annotations=str(test), num_workers=0, **CLIP)
+                  test_annotations=str(test), num_workers=0, batch_size=1, **CLIP)
     dm = VideoDataModule(**kwargs)
     with pytest.warns(VideoSkippedWarning, match="missing.mp4"):
         dm.setup("fit")
@@ -329,38 +409,120 @@ def test_annotation_problems_at_setup(tmp_path):
         VideoDataModule(**kwargs).setup("fit")
 
 
+class Recorder(pl.LightningModule):
+    """Trains one weight on whatever clip the batch holds; records what each stage saw."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        self.raw: list[tuple[int, list[int], torch.Tensor]] = []
+        self.seen: dict[str, list[int]] = {"train": [], "test": []}
+
+    def on_before_batch_transfer(self, batch, dataloader_idx):
+        if self.trainer.training:
+            self.raw.append((self.current_epoch, batch["index"].tolist(),
+                             batch["video"].clone()))
+        return batch
+
+    def training_step(self, batch, batch_idx):
+        self.seen["train"] += batch["index"].tolist()
+        clip = batch["anchor"] if "anchor" in batch else batch["video"]
+        return (clip.mean() * self.weight).sum()
+
+    def test_step(self, batch, batch_idx):
+        self.seen["test"] += batch["index"].tolist()
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+class ValidatingRecorder(Recorder):
+    def validation_step(self, batch, batch_idx):
+        self.seen.setdefault("val", []).extend(batch["index"].tolist())
+
+
+def _trainer(**kwargs) -> pl.Trainer:
+    defaults = dict(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
+                    enable_progress_bar=False, enable_model_summary=False)
+    return pl.Trainer(**{**defaults, **kwargs})
+
+
+def _metric_rows(logger_dir, name: str) -> list[float]:
+    with open(os.path.join(logger_dir, "metrics.csv"), newline="") as handle:
+        return [float(row[name]) for row in csv.DictReader(handle) if row.get(name)]
+
+
 def test_lightning_fit_passes_epoch_to_persistent_workers(synth_dir):
-    """Under a real Trainer the epoch reaches persistent workers and the hook runs."""
-    import pytorch_lightning as pl
-
-    class Recorder(pl.LightningModule):
-        def __init__(self):
-            super().__init__()
-            self.weight = torch.nn.Parameter(torch.zeros(1))
-            self.raw: list[tuple[int, list[int], torch.Tensor]] = []
-
-        def on_before_batch_transfer(self, batch, dataloader_idx):
-            self.raw.append((self.current_epoch, batch["index"].tolist(), batch["video"].clone()))
-            return batch
-
-        def training_step(self, batch, batch_idx):
-            assert {"anchor", "positive", "negative"} <= set(batch)
-            return (batch["anchor"].mean() * self.weight).sum()
-
-        def configure_optimizers(self):
-            return torch.optim.SGD(self.parameters(), lr=0.1)
-
-    dm = VideoDataModule(cache_dir=synth_dir, synthetic_classes=4, synthetic_videos=8,
-                         synthetic_eval_videos=4, synthetic_frames=20, synthetic_size=32,
-                         bias=0.75, num_workers=2, persistent_workers=True, batch_size=8,
-                         **CLIP)
+    """Under a real Trainer the epoch reaches persistent workers and the hook runs; a
+    pretraining model without validation_step gets no validation loader (and no warning)."""
+    dm = VideoDataModule(source=synthetic(synth_dir), num_workers=2, persistent_workers=True,
+                         batch_size=8, **CLIP)
     model = Recorder()
-    trainer = pl.Trainer(max_epochs=2, limit_train_batches=2, limit_val_batches=0,
-                         accelerator="cpu", logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False)
-    trainer.fit(model, datamodule=dm)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _trainer(limit_train_batches=2).fit(model, datamodule=dm)
+    assert not [w for w in caught if "validation_step" in str(w.message)]
+    assert dm.val_dataloader is None  # the synthetic source has a val split, unused here
     assert [epoch for epoch, _, _ in model.raw] == [0, 0, 1, 1]
     dataset = dm.dataset("pretrain", "train")
     for epoch, indices, video in model.raw:
         for index, clip in zip(indices, video):
             assert torch.equal(clip, dataset[(index, epoch)]["video"])
+
+
+def test_validation_loader_when_the_model_validates(synth_dir):
+    dm = VideoDataModule(source=synthetic(synth_dir), num_workers=0, batch_size=8, **CLIP)
+    assert callable(dm.val_dataloader)  # no trainer attached: the plain loader factory
+    model = ValidatingRecorder()
+    _trainer(max_epochs=1, limit_train_batches=1, num_sanity_val_steps=0).fit(model, datamodule=dm)
+    assert sorted(model.seen["val"]) == list(range(len(dm.records("val"))))
+
+
+def test_skip_summary_once_per_epoch_and_logged_under_fit(tmp_path):
+    """Lightning stops after len(loader) batches: the summary of an epoch comes when the next
+    one starts, the last one at teardown; the count goes to the logger every epoch."""
+    good = make_known_video(str(tmp_path / "train" / "a" / "good0.mp4"), 30)
+    copy_video(good, str(tmp_path / "train" / "a" / "good1.mp4"))
+    bad = make_bad_files(str(tmp_path / "train" / "b"), good)
+    dm = VideoDataModule(source="folder", root=str(tmp_path / "train"), batch_size=2,
+                         num_workers=0, **CLIP)
+    logger = CSVLogger(str(tmp_path / "logs"), name="", version="")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _trainer(logger=logger, log_every_n_steps=1).fit(Recorder(), datamodule=dm)
+    summaries = [str(w.message) for w in caught if "unreadable video(s)" in str(w.message)]
+    assert len(summaries) == 2, summaries  # one per epoch, the last one at teardown
+    counts = []
+    for epoch, message in enumerate(summaries):
+        match = re.match(rf"split 'train', epoch {epoch}: (\d+) item\(s\) skipped .*, "
+                         r"(\d+) unreadable video\(s\): ", message)
+        assert match, message
+        named = [name for name in map(os.path.basename, bad.values()) if name in message]
+        assert len(named) == int(match.group(2)) >= 3  # the truncated file may decode a clip
+        counts.append((float(match.group(2)), float(match.group(1))))
+    assert "zero.mp4" in summaries[0] and "text.avi" in summaries[1]  # never readable
+    assert _metric_rows(logger.log_dir, "data/skipped_videos") == [c[0] for c in counts]
+    assert _metric_rows(logger.log_dir, "data/skipped_items") == [c[1] for c in counts]
+
+
+def test_evaluation_reports_the_videos_left_out(tmp_path, known_dir):
+    test_dir = tmp_path / "test"
+    for cls in ("a", "b"):
+        copy_video(str(known_dir / "test" / cls / "t.mp4"), str(test_dir / cls / "t.mp4"))
+    (test_dir / "b" / "broken.mp4").write_bytes(b"")
+    dm = VideoDataModule(source="folder", root=str(known_dir / "train"), test_root=str(test_dir),
+                         task="classify", n_clips=2, batch_size=3, num_workers=0, **CLIP)
+    logger = CSVLogger(str(tmp_path / "logs"), name="", version="")
+    model = Recorder()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _trainer(logger=logger).test(model, datamodule=dm)
+    reports = [str(w.message) for w in caught if str(w.message).startswith("split 'test'")]
+    assert len(reports) == 1 and "broken.mp4" in reports[0], reports
+    assert _metric_rows(logger.log_dir, "data/left_out_videos/test") == [1.0]
+    # TODO(merge p1-decode): with collate_drop_bad merged only the branch `== [0, 1]` stays
+    if datamodule_module.collate_drop_bad is not None:
+        assert "left out of the metrics" in reports[0]
+        assert sorted(model.seen["test"]) == [0, 1]  # the bad video is not in the metrics
+    else:
+        assert len(model.seen["test"]) == 3  # before the merge: replaced by a good video

@@ -1,4 +1,4 @@
-"""TripletBuilder: the DSM triplet, train / eval transforms and presets."""
+"""TripletBuilder: the DSM triplet, its composition with ClipTransform, presets."""
 
 import pytest
 import torch
@@ -6,8 +6,9 @@ import torch
 from dsm_lightning.disturb import (
     KINETICS_MEAN,
     KINETICS_STD,
+    ClipTransform,
     TripletBuilder,
-    denormalize,
+    ViewBuilder,
     normalize,
 )
 
@@ -20,6 +21,10 @@ PLAIN = {  # simple augmentations switched off: the anchor is the normalised inp
     "grayscale_prob": 0.0,
     "rotation_degrees": 0.0,
 }
+
+
+def _clip(size: int = S, **kwargs) -> ClipTransform:
+    return ClipTransform(size, **kwargs)
 
 
 def _gen(seed: int = 0) -> torch.Generator:
@@ -40,7 +45,7 @@ def _bounds() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def test_shapes_dtypes_and_value_ranges():
-    builder = TripletBuilder(crop_size=S, negative_kinds=("shift", "shuffle"), seed=0)
+    builder = TripletBuilder(_clip(), negative_kinds=("shift", "shuffle"), seed=0)
     video, shifted = _textured(), _textured(seed=1)
     out = builder(video, shifted, return_field=True)
     assert set(out) == {"anchor", "positive", "negative", "field"}
@@ -56,14 +61,14 @@ def test_shapes_dtypes_and_value_ranges():
 
 def test_same_seed_same_triplet_and_generator_argument():
     video, shifted = _textured(), _textured(seed=1)
-    kw = {"crop_size": S, "negative_kinds": ("shift", "swap", "static")}
-    a = TripletBuilder(seed=3, **kw)(video, shifted)
-    b = TripletBuilder(seed=3, **kw)(video, shifted)
-    c = TripletBuilder(seed=4, **kw)(video, shifted)
+    kw = {"negative_kinds": ("shift", "swap", "static")}
+    a = TripletBuilder(_clip(), seed=3, **kw)(video, shifted)
+    b = TripletBuilder(_clip(), seed=3, **kw)(video, shifted)
+    c = TripletBuilder(_clip(), seed=4, **kw)(video, shifted)
     for key in a:
         assert torch.equal(a[key], b[key]), key
     assert not torch.allclose(a["positive"], c["positive"])
-    builder = TripletBuilder(**kw)
+    builder = TripletBuilder(_clip(), **kw)
     d = builder(video, shifted, generator=_gen(9))
     e = builder(video, shifted, generator=_gen(9))
     for key in d:
@@ -72,7 +77,7 @@ def test_same_seed_same_triplet_and_generator_argument():
 
 def test_each_clip_gets_its_own_draw():
     video = _textured(batch=1).expand(B, -1, -1, -1, -1)  # the same clip B times
-    out = TripletBuilder(crop_size=S, negative_kinds=(), seed=0)(video)
+    out = TripletBuilder(_clip(), negative_kinds=(), seed=0)(video)
     anchors = out["anchor"].flatten(1)
     distances = torch.cdist(anchors, anchors)[~torch.eye(B, dtype=torch.bool)]
     assert (distances > 1.0).all()
@@ -80,46 +85,15 @@ def test_each_clip_gets_its_own_draw():
 
 def test_identity_simple_augmentation_gives_the_normalised_input():
     video = _textured(size=S)
-    out = TripletBuilder(crop_size=S, spatial_prob=0.0, negative_kinds=(), **PLAIN)(video)
+    out = TripletBuilder(_clip(**PLAIN), spatial_prob=0.0, negative_kinds=())(video)
     torch.testing.assert_close(out["anchor"], normalize(video), atol=1e-4, rtol=0)
     torch.testing.assert_close(out["positive"], normalize(video), atol=1e-4, rtol=0)
-
-
-def test_flip_grayscale_brightness_and_hue_semantics():
-    video = _textured(size=S)
-    flip = TripletBuilder(crop_size=S, negative_kinds=(), spatial_prob=0.0, **{**PLAIN, "flip_prob": 1.0})
-    torch.testing.assert_close(flip.train_transform(video), normalize(video.flip(-1)), atol=1e-4, rtol=0)
-
-    gray = TripletBuilder(crop_size=S, negative_kinds=(), **{**PLAIN, "grayscale_prob": 1.0})
-    pixels = denormalize(gray.train_transform(video))
-    torch.testing.assert_close(pixels[:, 0], pixels[:, 1], atol=1e-5, rtol=0)
-    torch.testing.assert_close(pixels[:, 1], pixels[:, 2], atol=1e-5, rtol=0)
-
-    source = video.float() / 255
-    bright = TripletBuilder(
-        crop_size=S, negative_kinds=(), **{**PLAIN, "jitter_prob": 1.0}, jitter=(0.5, 0, 0, 0)
-    )
-    ratio = denormalize(bright.train_transform(video, generator=_gen(1))) / source.clamp_min(0.05)
-    unclipped = denormalize(bright.train_transform(video, generator=_gen(1))) < 0.999
-    for b in range(B):  # one brightness factor per clip, shared by all its pixels and frames
-        r = ratio[b][unclipped[b] & (source[b] > 0.05)]
-        assert r.max() - r.min() < 0.02
-        assert 0.5 - 1e-3 <= r.mean() <= 1.5 + 1e-3
-
-    hue = TripletBuilder(
-        crop_size=S, negative_kinds=(), **{**PLAIN, "jitter_prob": 1.0}, jitter=(0, 0, 0, 0.5)
-    )
-    shifted = denormalize(hue.train_transform(video, generator=_gen(2)))
-    luma = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1, 1)
-    inside = ((shifted > 1e-3) & (shifted < 0.999)).all(dim=1)
-    assert ((shifted * luma).sum(1) - (source * luma).sum(1))[inside].abs().max() < 1e-3
-    assert (shifted - source).abs().mean() > 0.01  # colours did change
 
 
 @pytest.mark.parametrize("kind", ["tps", "points"])
 def test_positive_differs_from_anchor_for_every_sample(kind):
     video = _textured(size=S, seed=2)
-    builder = TripletBuilder(crop_size=S, spatial_kinds=(kind,), negative_kinds=(), seed=5, **PLAIN)
+    builder = TripletBuilder(_clip(**PLAIN), spatial_kinds=(kind,), negative_kinds=(), seed=5)
     out = builder(video, return_field=True)
     difference = (out["positive"] - out["anchor"]).abs().mean(dim=(1, 2, 3, 4))
     floor = {"tps": 0.02, "points": 0.01}[kind]  # point warps are local: a smaller floor
@@ -130,7 +104,7 @@ def test_positive_differs_from_anchor_for_every_sample(kind):
 
 def test_static_clip_gives_static_anchor_and_positive():
     video = _textured(frames=1).expand(B, 3, T, H, H)
-    out = TripletBuilder(crop_size=S, negative_kinds=(), seed=0)(video)
+    out = TripletBuilder(_clip(), negative_kinds=(), seed=0)(video)
     for key in ("anchor", "positive"):
         assert (out[key] - out[key][:, :, :1]).abs().max() == 0, key
 
@@ -145,7 +119,7 @@ def _match_frames(negative: torch.Tensor, anchor: torch.Tensor) -> torch.Tensor:
 
 @pytest.mark.parametrize("kind", ["swap", "insert", "shuffle", "reverse", "static"])
 def test_frame_negatives_are_anchor_frames_out_of_order(kind):
-    builder = TripletBuilder(crop_size=S, negative_kinds=(kind,), seed=1)
+    builder = TripletBuilder(_clip(), negative_kinds=(kind,), seed=1)
     out = builder(_textured(seed=3))
     index = _match_frames(out["negative"], out["anchor"])
     assert (index >= 0).all()  # scene untouched: only the anchor's (augmented) frames
@@ -157,7 +131,7 @@ def test_frame_negatives_are_anchor_frames_out_of_order(kind):
 
 def test_shift_negative_shares_the_anchor_augmentation():
     video = _textured(seed=4)
-    builder = TripletBuilder(crop_size=S, negative_kinds=("shift",), seed=2)
+    builder = TripletBuilder(_clip(), negative_kinds=("shift",), seed=2)
     same = builder(video, video)
     torch.testing.assert_close(same["negative"], same["anchor"], atol=0, rtol=0)
     shifted = torch.roll(video, shifts=-1, dims=2)  # the "next" clip starts one frame later
@@ -171,7 +145,7 @@ def test_negative_mode_all_stacks_one_negative_per_kind():
     video = _textured(seed=5)
     shifted = torch.roll(video, shifts=-1, dims=2)
     kinds = ("shift", "reverse", "static", "shuffle")
-    builder = TripletBuilder(crop_size=S, negative_kinds=kinds, negative_mode="all", seed=4)
+    builder = TripletBuilder(_clip(), negative_kinds=kinds, negative_mode="all", seed=4)
     out = builder(video, shifted)
     assert out["negative"].shape == (B, len(kinds), 3, T, S, S)
     neg = out["negative"]
@@ -186,16 +160,16 @@ def test_negative_mode_all_stacks_one_negative_per_kind():
 
 def test_shift_falls_back_to_frame_kinds_or_raises():
     video = _textured()
-    out = TripletBuilder(crop_size=S, negative_kinds=("shift", "reverse"), seed=0)(video)
+    out = TripletBuilder(_clip(), negative_kinds=("shift", "reverse"), seed=0)(video)
     torch.testing.assert_close(out["negative"], out["anchor"].flip(2))
     with pytest.raises(ValueError, match="video_shift"):
-        TripletBuilder(crop_size=S)(video)
+        TripletBuilder(_clip())(video)
 
 
 def test_mixed_negative_kinds_follow_probabilities():
     video = _textured(batch=64, frames=4, size=16)
     builder = TripletBuilder(
-        crop_size=16, negative_kinds=("shift", "static"), negative_probs=(0.5, 0.5), seed=0
+        _clip(16), negative_kinds=("shift", "static"), negative_probs=(0.5, 0.5), seed=0
     )
     out = builder(video, torch.roll(video, -1, dims=2))
     is_static = (out["negative"] - out["negative"][:, :, :1]).flatten(1).abs().amax(1) == 0
@@ -203,7 +177,7 @@ def test_mixed_negative_kinds_follow_probabilities():
 
 
 def test_moco_preset():
-    builder = TripletBuilder.moco(crop_size=S, seed=0)
+    builder = TripletBuilder.moco(transform=_clip(), seed=0)
     out = builder(_textured(), return_field=True)
     assert set(out) == {"anchor", "positive", "field"}
     assert out["field"].abs().max() == 0
@@ -214,7 +188,7 @@ def test_moco_preset():
 
 def test_float_input_matches_uint8():
     video = _textured()
-    builder = TripletBuilder(crop_size=S, negative_kinds=("reverse",))
+    builder = TripletBuilder(_clip(), negative_kinds=("reverse",))
     a = builder(video, generator=_gen(1))
     b = builder(video.float() / 255, generator=_gen(1))
     for key in a:
@@ -223,62 +197,17 @@ def test_float_input_matches_uint8():
 
 def test_bfloat16_output_close_to_float32():
     video, shifted = _textured(), _textured(seed=1)
-    kw = {"crop_size": S, "negative_kinds": ("shift", "swap")}
-    ref = TripletBuilder(**kw)(video, shifted, generator=_gen(1))
-    half = TripletBuilder(dtype="bfloat16", **kw)(video, shifted, generator=_gen(1))
+    kw = {"negative_kinds": ("shift", "swap")}
+    ref = TripletBuilder(_clip(), **kw)(video, shifted, generator=_gen(1))
+    half = TripletBuilder(_clip(dtype="bfloat16"), **kw)(video, shifted, generator=_gen(1))
     for key in ref:
         assert half[key].dtype == torch.bfloat16
         torch.testing.assert_close(half[key].float(), ref[key], atol=0.03, rtol=0.01)
 
 
-def test_train_transform_is_consistent_over_frames():
-    video = _textured(frames=1).expand(B, 3, T, H, H)
-    out = TripletBuilder(crop_size=S, seed=0).train_transform(video)
-    assert out.shape == (B, 3, T, S, S)
-    assert (out - out[:, :, :1]).abs().max() == 0
-
-
-def test_eval_transform_crops():
-    builder = TripletBuilder(crop_size=S)
-    video = _textured()  # 40 x 40 frames, crops of 32
-    centre = builder.eval_transform(video)
-    torch.testing.assert_close(centre, normalize(video[..., 4:36, 4:36]))
-    three = builder.eval_transform(video, n_crops=3)
-    assert three.shape == (B, 3, 3, T, S, S)
-    torch.testing.assert_close(three[:, 0], normalize(video[..., 4:36, 0:32]))
-    torch.testing.assert_close(three[:, 2], normalize(video[..., 4:36, 8:40]))
-    views = torch.stack([video, video.flip(-1)], dim=1)  # (B, V=2, C, T, H, W)
-    five = builder.eval_transform(views, n_crops=5)
-    assert five.shape == (B, 10, 3, T, S, S)
-    torch.testing.assert_close(five[:, 5 + 4], normalize(video.flip(-1)[..., 4:36, 4:36]))
-    torch.testing.assert_close(five[:, 0], normalize(video[..., 0:32, 0:32]))
-    small = builder.eval_transform(_textured(size=16))  # upsampled to the crop size
-    assert small.shape == (B, 3, T, S, S)
-    with pytest.raises(ValueError, match="n_crops"):
-        builder.eval_transform(video, n_crops=2)
-
-
-def test_denormalize_inverts_normalize():
-    video = _textured()
-    builder = TripletBuilder()
-    torch.testing.assert_close(builder.denormalize(normalize(video)), video.float() / 255)
-
-
 @pytest.mark.parametrize(
     ("name", "value"),
     [
-        ("crop_size", 0),
-        ("crop_scale", (0.0, 1.0)),
-        ("crop_scale", (0.8, 0.4)),
-        ("crop_ratio", (2.0, 1.0)),
-        ("flip_prob", 1.5),
-        ("jitter", (0.5, 0.5, 0.25, 0.6)),
-        ("jitter", (0.5, 0.5)),
-        ("jitter_prob", -0.1),
-        ("grayscale_prob", 2.0),
-        ("rotation_degrees", -1.0),
-        ("std", (0.2, 0.0, 0.2)),
-        ("mean", (0.5, 0.5)),
         ("spatial_kinds", ("tps", "wave")),
         ("spatial_probs", (1.0,)),
         ("spatial_prob", 1.2),
@@ -291,7 +220,6 @@ def test_denormalize_inverts_normalize():
         ("negative_probs", (0.5, 0.5)),
         ("local_fraction", 0.0),
         ("negative_mode", "every"),
-        ("dtype", "int8"),
         ("seed", "x"),
     ],
 )
@@ -301,7 +229,7 @@ def test_invalid_arguments_raise_naming_them(name, value):
 
 
 def test_bad_video_shapes_raise():
-    builder = TripletBuilder(crop_size=S, negative_kinds=("shift",))
+    builder = TripletBuilder(_clip(), negative_kinds=("shift",))
     with pytest.raises(ValueError, match="video"):
         builder(torch.zeros(2, 1, T, H, H, dtype=torch.uint8))
     with pytest.raises(ValueError, match="video_shift"):
@@ -311,12 +239,61 @@ def test_bad_video_shapes_raise():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_matches_cpu_with_a_cpu_generator():
     video, shifted = _textured(), _textured(seed=1)
-    builder = TripletBuilder(crop_size=S, negative_kinds=("shift", "shuffle"))
+    builder = TripletBuilder(_clip(), negative_kinds=("shift", "shuffle"))
     cpu = builder(video, shifted, generator=_gen(1))
     gpu = builder(video.cuda(), shifted.cuda(), generator=_gen(1))
     for key in cpu:
         assert gpu[key].device.type == "cuda"
         torch.testing.assert_close(gpu[key].cpu(), cpu[key], atol=1e-3, rtol=0)
     cuda_gen = torch.Generator(device="cuda").manual_seed(0)
-    out = TripletBuilder(crop_size=S, dtype="bfloat16")(video.cuda(), shifted.cuda(), cuda_gen)
+    out = TripletBuilder(_clip(dtype="bfloat16"))(video.cuda(), shifted.cuda(), cuda_gen)
     assert out["positive"].dtype == torch.bfloat16
+
+
+# ----------------------------------------------------------------------------- composition
+def test_builder_normalises_with_its_transform():
+    video = _textured(size=S)
+    plain = _clip(**PLAIN, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    builder = TripletBuilder(plain, spatial_prob=0.0, negative_kinds=("reverse",))
+    assert (builder.crop_size, builder.mean, builder.std) == (S, plain.mean, plain.std)
+    out = builder(video)
+    expected = (video.float() / 255 - 0.5) / 0.25
+    for key in ("anchor", "positive"):
+        torch.testing.assert_close(out[key], expected, atol=1e-4, rtol=0)
+    torch.testing.assert_close(builder.denormalize(out["anchor"]), video.float() / 255,
+                               atol=1e-4, rtol=0)
+
+
+def test_anchor_is_the_transforms_training_draw():
+    """The builder's anchor is exactly ``transform.train`` with the same generator (first draw)."""
+    video = _textured()
+    transform = _clip()
+    builder = TripletBuilder(transform, negative_kinds=("reverse",))
+    out = builder(video, generator=_gen(7))
+    torch.testing.assert_close(out["anchor"], transform.train(video, generator=_gen(7)),
+                               atol=0, rtol=0)
+    torch.testing.assert_close(builder.train_transform(video, generator=_gen(7)),
+                               out["anchor"], atol=0, rtol=0)
+    torch.testing.assert_close(builder.eval_transform(video, n_crops=3),
+                               transform.eval(video, n_crops=3), atol=0, rtol=0)
+
+
+def test_default_transform_and_sharing():
+    builder = TripletBuilder()
+    assert isinstance(builder.transform, ClipTransform) and builder.crop_size == 112
+    assert not builder.transform_given
+    shared = _clip(24)
+    builder.share_transform(shared)  # the owner's transform replaces the default
+    assert builder.transform is shared and builder.crop_size == 24
+    own = TripletBuilder(_clip())
+    own.share_transform(own.transform)  # the same object: nothing to do
+    with pytest.raises(ValueError, match="give it once"):
+        own.share_transform(shared)
+
+
+def test_module_mode_calls_reach_the_transform():
+    builder = TripletBuilder(_clip())
+    assert builder.eval() is builder and not builder.transform.training
+    assert builder.train() is builder and builder.transform.training
+    with pytest.raises(NotImplementedError):
+        ViewBuilder()(torch.zeros(1, 3, 2, 8, 8, dtype=torch.uint8))

@@ -6,6 +6,7 @@ import torch
 from PIL import Image
 
 from dsm_lightning.disturb import (
+    ClipTransform,
     TripletBuilder,
     denormalize,
     field_image,
@@ -19,7 +20,7 @@ from dsm_lightning.disturb import (
 def _triplet(frames: int = 6) -> dict[str, torch.Tensor]:
     video = torch.randint(0, 256, (2, 3, frames, 24, 24), dtype=torch.uint8,
                           generator=torch.Generator().manual_seed(0))
-    return TripletBuilder(crop_size=16, negative_kinds=("reverse",), seed=0)(video)
+    return TripletBuilder(ClipTransform(16), negative_kinds=("reverse",), seed=0)(video)
 
 
 def test_grid_layout_and_denormalised_pixels():

@@ -21,17 +21,18 @@ import torch
 import torch.nn.functional as F
 
 from dsm_lightning import DSMLightningModule, TripletBuilder
-from dsm_lightning.disturb import temporal
+from dsm_lightning.disturb import ClipTransform, temporal
 from dsm_lightning.disturb.temporal import frame_kinds, negative_kinds
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
-SCRIPTS = ["custom_disturbance", "custom_method", "finetune_from_checkpoint",
+SCRIPTS = ["custom_disturbance", "custom_method", "custom_source", "finetune_from_checkpoint",
            "pretrain_custom_backbone", "retrieval", "temporal_order"]
 # Tiny synthetic data for the CLI run (the --fast settings of the scripts).
-FAST_DATA = {"synthetic_classes": 4, "synthetic_videos": 4, "synthetic_eval_videos": 2,
-             "synthetic_frames": 16, "synthetic_size": 32, "frame_size": 32, "crop_size": 32,
-             "num_frames": 4, "stride": 2, "batch_size": 4, "num_workers": 0}
+FAST_DATA = {"source.init_args.num_classes": 4, "source.init_args.videos_per_class": 4,
+             "source.init_args.eval_videos_per_class": 2, "source.init_args.num_frames": 16,
+             "source.init_args.size": 32, "frame_size": 32, "crop_size": 32, "num_frames": 4,
+             "stride": 2, "batch_size": 4, "num_workers": 0}
 
 
 def _metrics_rows(run: Path) -> list[dict[str, str]]:
@@ -170,14 +171,14 @@ def test_custom_disturbance_registers_speed_with_speeds_below_the_clip_length(sp
 
 def test_custom_disturbance_speed_is_sampled_by_triplet_builder(speed_script):
     video, shift = _uint8_batch(batch=64), _uint8_batch(batch=64, seed=1)
-    out = TripletBuilder(crop_size=12, negative_kinds=("speed",), seed=3)(video, shift)
+    out = TripletBuilder(ClipTransform(12), negative_kinds=("speed",), seed=3)(video, shift)
     _assert_replayed_faster(_speed_sources(out["negative"], out["anchor"]), video.shape[2])
     # mixed with other kinds, negative_probs weighs it like a built-in kind
     kinds = ("shift", "reverse", "speed")
-    out = TripletBuilder(crop_size=12, negative_kinds=kinds, negative_probs=(0, 1, 0),
+    out = TripletBuilder(ClipTransform(12), negative_kinds=kinds, negative_probs=(0, 1, 0),
                          seed=3)(video, shift)
     assert torch.equal(out["negative"], out["anchor"].flip(2))
-    out = TripletBuilder(crop_size=12, negative_kinds=kinds, negative_probs=(0, 1, 1),
+    out = TripletBuilder(ClipTransform(12), negative_kinds=kinds, negative_probs=(0, 1, 1),
                          seed=3)(video, shift)
     anchor, negative = out["anchor"], out["negative"]
     is_reverse = (negative == anchor.flip(2)).flatten(1).all(dim=1)
@@ -187,7 +188,7 @@ def test_custom_disturbance_speed_is_sampled_by_triplet_builder(speed_script):
 
 def test_custom_disturbance_speed_is_stacked_in_all_mode(speed_script):
     video, shift = _uint8_batch(), _uint8_batch(seed=1)
-    out = TripletBuilder(crop_size=12, negative_kinds=("shift", "reverse", "speed"),
+    out = TripletBuilder(ClipTransform(12), negative_kinds=("shift", "reverse", "speed"),
                          negative_mode="all", seed=3)(video, shift)
     anchor, negative = out["anchor"], out["negative"]
     assert negative.shape == (video.shape[0], 3, *anchor.shape[1:])  # shift, reverse, speed
@@ -295,7 +296,8 @@ def test_custom_objective_yaml_runs_with_the_dsm_command(tmp_path, synthetic_cac
         "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
         "--model.init_args.backbone_kwargs.width=4", "--model.init_args.queue_size=32", *data,
     ]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "DSM_LIGHTNING_CACHE": str(synthetic_cache)}
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "PYTHONPATH": path, "DSM_LIGHTNING_CACHE": str(synthetic_cache)}
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -334,3 +336,56 @@ def test_custom_method_is_a_thin_subclass_that_trains_and_exports(tmp_path, exam
     assert math.isfinite(result["metrics"]["train/loss_epoch"])
     encoder, meta = load_encoder(tmp_path / "run" / "encoder.pt")
     assert meta["method"] == "byol" and meta["backbone"] == "tiny3d"
+
+# ------------------------------------------------------------------ custom source
+@pytest.fixture
+def csv_paths_free():
+    """The example registers "csv_paths" on every run: start and end without it."""
+    from dsm_lightning.data.sources import base
+
+    base._SOURCES.pop("csv_paths", None)
+    yield
+    base._SOURCES.pop("csv_paths", None)
+
+
+def test_custom_source_trains_on_a_user_layout(tmp_path, csv_paths_free):
+    from dsm_lightning.data.sources import create_source, list_sources
+
+    script = _script("custom_source")
+    result = script["main"](["--fast", "--out-dir", str(tmp_path)])
+    data, table = result["data"], result["csv"]
+    assert "csv_paths" in list_sources()
+    assert isinstance(data.source, script["CSVPathsSource"]) and data.hparams.source == "csv_paths"
+    with open(table, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert data.class_names == sorted({row["label"] for row in rows})
+    assert result["sizes"] == {split: sum(row["split"] == split for row in rows)
+                               for split in ("train", "val", "test")}
+    assert [r.video_id for r in data.records("test")] == [
+        row["path"] for row in rows if row["split"] == "test"]
+    assert result["trainer"].global_step > 0
+    assert math.isfinite(result["metrics"]["train/loss_epoch"])
+    again = create_source("csv_paths", root=data.source.root, annotations=str(table))
+    assert again.read().class_names == data.class_names
+    with pytest.raises(ValueError, match="does not accept test_root"):
+        create_source("csv_paths", root=".", annotations="x.csv", test_root=".")
+
+
+def test_custom_source_class_path_parses_with_the_dsm_parser(tmp_path, examples_importable,
+                                                             csv_paths_free, monkeypatch):
+    from dsm_lightning import cli
+
+    monkeypatch.setattr(sys, "argv", ["dsm"])
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "model:\n  class_path: DSMLightningModule\n"
+        "data:\n  class_path: VideoDataModule\n  init_args:\n    source:\n"
+        "      class_path: examples.custom_source.CSVPathsSource\n"
+        "      init_args: {root: /data/clips, annotations: /data/clips/videos.csv}\n")
+    source = cli.parse_config(["--config", str(config)]).data.init_args.source
+    assert source.class_path == "examples.custom_source.CSVPathsSource"
+    assert source.init_args.annotations == "/data/clips/videos.csv"
+    config.write_text(config.read_text().replace("examples.custom_source.CSVPathsSource",
+                                                 "examples.custom_source.Missing"))
+    with pytest.raises(Exception, match="Missing"):
+        cli.parse_config(["--config", str(config)])

@@ -381,11 +381,12 @@ def test_on_the_real_synthetic_video_datamodule(tmp_path):
     """VideoDataModule(source='synthetic') + TripletBuilder + kNN monitor + encoder export."""
     from dsm_lightning.callbacks.knn import KNNMonitor
     from dsm_lightning.data.datamodule import VideoDataModule
+    from dsm_lightning.data.sources import SyntheticSource
 
     pl.seed_everything(0)
-    data = VideoDataModule(cache_dir=str(tmp_path / "synth"), synthetic_classes=4,
-                           synthetic_videos=8, synthetic_eval_videos=4, synthetic_frames=20,
-                           synthetic_size=32, bias=0.75, num_workers=0, batch_size=8,
+    source = SyntheticSource(num_classes=4, videos_per_class=8, eval_videos_per_class=4,
+                             num_frames=20, size=32, bias=0.75, cache_dir=str(tmp_path / "synth"))
+    data = VideoDataModule(source=source, num_workers=0, batch_size=8,
                            num_frames=8, stride=2, frame_size=32, crop_size=32, val_split=0.25)
     model = _module(optimizer="adamw", lr=1e-3)
     record = _Record()
@@ -474,14 +475,16 @@ def test_learns_motion_on_the_synthetic_video_source(tmp_path):
     """On the package's own synthetic videos (decoded, triplets built by TripletBuilder), DSM's
     loss falls and the hard-negative accuracy rises well above its start."""
     from dsm_lightning import TripletBuilder, VideoDataModule
+    from dsm_lightning.data.sources import SyntheticSource
+    from dsm_lightning.disturb import ClipTransform
 
     pl.seed_everything(0, verbose=False)
     data = VideoDataModule(
-        source="synthetic", task="pretrain", num_frames=8, stride=2, frame_size=32,
-        crop_size=32, batch_size=8, num_workers=0, synthetic_classes=4, synthetic_videos=6,
-        synthetic_eval_videos=2, synthetic_frames=24, synthetic_size=32,
-        cache_dir=str(tmp_path / "synthetic"),
-        augment=TripletBuilder(crop_size=32, flip_prob=0.0, negative_mode="all",
+        source=SyntheticSource(num_classes=4, videos_per_class=6, eval_videos_per_class=2,
+                               num_frames=24, size=32, cache_dir=str(tmp_path / "synthetic")),
+        task="pretrain", num_frames=8, stride=2, frame_size=32, crop_size=32, batch_size=8,
+        num_workers=0, transform=ClipTransform(flip_prob=0.0),
+        augment=TripletBuilder(negative_mode="all",
                                negative_kinds=("reverse", "shuffle", "static")),
     )
     model = _module(DSMIntraModule, backbone_kwargs={"width": 8}, intra_weight=10.0,

@@ -1,4 +1,4 @@
-"""Video data: decoding, layouts, clip sampling, datasets, synthetic source, DataModule.
+"""Video data: decoding, sources (a registry of layouts), clip sampling, datasets, DataModule.
 
 ``VideoDataModule`` is imported lazily (it pulls in Lightning); everything else is plain
 PyTorch / PyAV.
@@ -26,7 +26,16 @@ from dsm_lightning.data.sampling import (
     clip_span,
     make_clip,
 )
-from dsm_lightning.data.sources import AnnotationError, SourceSplits, VideoRecord
+from dsm_lightning.data.sources import (
+    AnnotationError,
+    SourceSplits,
+    SyntheticSource,
+    VideoRecord,
+    VideoSource,
+    create_source,
+    list_sources,
+    register_source,
+)
 from dsm_lightning.data.video_io import (
     VideoDecodeError,
     VideoInfo,
@@ -41,9 +50,10 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "AnnotationError", "ClipPair", "ClipSample", "EpochSampler", "LabelledClipDataset",
     "MultiClipSample", "MultiViewClipDataset", "PairClipSampler", "PretrainClipDataset",
-    "RandomClipSampler", "SourceSplits", "UniformClipSampler", "VideoDataModule",
-    "VideoDataset", "VideoDecodeError", "VideoInfo", "VideoReader", "VideoRecord",
-    "VideoSkippedWarning", "clip_span", "decode_clip", "make_clip", "probe_video",
+    "RandomClipSampler", "SourceSplits", "SyntheticSource", "UniformClipSampler",
+    "VideoDataModule", "VideoDataset", "VideoDecodeError", "VideoInfo", "VideoReader",
+    "VideoRecord", "VideoSkippedWarning", "VideoSource", "clip_span", "create_source",
+    "decode_clip", "list_sources", "make_clip", "probe_video", "register_source",
 ]
 
 

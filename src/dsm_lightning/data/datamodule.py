@@ -1,24 +1,32 @@
-"""``VideoDataModule``: every data layout behind one LightningDataModule.
+"""``VideoDataModule``: any registered source behind one LightningDataModule.
 
-Workers decode uint8 clips (``datasets``); the device-side ``TripletBuilder`` turns them
-into normalised anchor / positive / negative clips in ``on_after_batch_transfer``.
+Workers decode uint8 clips (``datasets``); on the device, ``on_after_batch_transfer`` turns
+them into normalised clips: the view builder (``augment``, a ``TripletBuilder`` by default)
+makes the pretraining views, the ``ClipTransform`` (``transform``) augments fine-tuning clips
+and crops evaluation clips. Every device-side draw comes from a generator seeded per batch
+from (seed, epoch, batch, rank), and the training loader restarts a resumed epoch at the
+batch it stopped at, so a run resumed from a checkpoint is the uninterrupted run.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
-import os
+import math
 import warnings
+import weakref
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.utilities.model_helpers import is_overridden
 from torch.utils.data import DataLoader
 
 from dsm_lightning import distributed
 from dsm_lightning._checks import check_choice
-from dsm_lightning.data import synthetic
 from dsm_lightning.data.datasets import (
     ON_ERROR,
     EpochSampler,
@@ -28,124 +36,115 @@ from dsm_lightning.data.datasets import (
     VideoDataset,
     VideoSkippedWarning,
 )
+from dsm_lightning.data.loaders import (
+    ResumableSampler,
+    TrainLoader,
+    VideoLoader,
+    device_generator,
+    log_skip_summary,
+)
 from dsm_lightning.data.sampling import SHORT_VIDEO_POLICIES
 from dsm_lightning.data.sources import (
     SkippedItem,
     SourceSplits,
     VideoRecord,
+    VideoSource,
+    create_source,
     drop_missing,
-    read_folder,
-    read_hmdb51,
-    read_kinetics_csv,
-    read_list_files,
-    read_ucf101,
-    scan_folder,
 )
+from dsm_lightning.disturb.transform import ClipTransform
 from dsm_lightning.disturb.triplet import TripletBuilder
+from dsm_lightning.disturb.views import ViewBuilder
+
+# TODO(merge p1-decode): the decoding branch adds `decoder=` and `substitute_bad=` to the
+# datasets and `collate_drop_bad` to data/datasets.py. Once merged: import collate_drop_bad
+# directly, pass both keywords unconditionally (`_common`) and delete `_DATASET_ARGS` and
+# this fallback.
+try:
+    from dsm_lightning.data.datasets import collate_drop_bad  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - until the decoding branch is merged
+    collate_drop_bad = None
+_DATASET_ARGS = frozenset(inspect.signature(VideoDataset.__init__).parameters)
+
+__all__ = ["DECODERS", "TASKS", "VideoDataModule", "device_generator", "log_skip_summary"]
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("synthetic", "folder", "ucf101", "hmdb51", "kinetics_csv", "list")
 TASKS = ("pretrain", "classify", "retrieval")
+DECODERS = ("pyav", "torchcodec")
+#: Location arguments forwarded to a named source (those it accepts).
+LOCATION_ARGS = ("root", "annotations", "split", "test_root", "val_annotations",
+                 "test_annotations", "cache_dir")
 
 
 def _worker_init(worker_id: int) -> None:
     torch.set_num_threads(1)
 
 
-def log_skip_summary(dataset: VideoDataset) -> dict[str, int]:
-    """Warn once with the videos skipped since the last summary of ``dataset``.
-
-    Args:
-        dataset: A dataset whose workers may have skipped videos.
-
-    Returns:
-        ``{path: times skipped}`` for this period (empty when nothing was skipped).
-    """
-    report = dataset.take_skip_report()
-    if report:
-        listed = ", ".join(f"{os.path.basename(p)} (x{n})" for p, n in sorted(report.items()))
-        message = (
-            f"split {dataset.split!r}: {sum(report.values())} item(s) skipped this epoch, "
-            f"{len(report)} unreadable video(s): {listed}"
-        )
-        warnings.warn(message, VideoSkippedWarning, stacklevel=2)
-        log.warning(message)
-    return report
-
-
-class _ReportingDataLoader(DataLoader):
-    """A ``DataLoader`` that logs the skipped-video summary when an epoch ends."""
-
-    def __iter__(self):  # type: ignore[override]
-        yield from super().__iter__()
-        if isinstance(self.dataset, VideoDataset):
-            log_skip_summary(self.dataset)
-
-
 class VideoDataModule(pl.LightningDataModule):
     """Video clips for DSM pretraining, fine-tuning, evaluation and retrieval.
 
-    Sources (``source``); see docs/data.md for each layout:
-
-    - ``"synthetic"``: generated motion-defined, scene-biased videos (``data.synthetic``),
-      written once to ``cache_dir``; extra splits ``balanced_train``, ``balanced_test``,
-      ``swapped_test`` and ``*_static``.
-    - ``"folder"``: ``<root>/<class>/<video>``; ``test_root`` a second such tree.
-    - ``"ucf101"`` / ``"hmdb51"``: official split files in ``annotations`` (default: the
-      official folder name inside ``root``), ``split`` 1-3.
-    - ``"kinetics_csv"``: ``annotations`` = CSV (or directory of CSVs) with
-      ``label,youtube_id,time_start,time_end,split``.
-    - ``"list"``: ``annotations`` = ``relative/path label`` list (train), plus
-      ``val_annotations`` / ``test_annotations``.
+    ``source`` is a registered name (``dsm_lightning.data.sources.list_sources()``: synthetic,
+    folder, ucf101, hmdb51, kinetics_csv, list, and any registered by the user) or a
+    ``VideoSource`` instance; see docs/data.md for each layout. The location arguments
+    (``root``, ``annotations``, ``split``, ``test_root``, ``val_annotations``,
+    ``test_annotations``, ``cache_dir``) are handed to a named source's constructor; an
+    argument it does not accept is an error. ``source="synthetic"`` uses the default
+    ``SyntheticSource``; its settings are set with
+    ``source=SyntheticSource(num_classes=..., ...)`` (YAML: ``source: {class_path:
+    SyntheticSource, init_args: {...}}``).
 
     Batches (before the device transform) follow docs/architecture.md: uint8 ``video``
     (B, C, T, H, W) (multi-view (B, V, C, T, H, W)), ``video_shift`` (pretraining),
     int64 ``label`` and ``index``. After ``on_after_batch_transfer``: float
     ``anchor``/``positive``/``negative`` (pretraining) or normalised ``video``.
 
+    The device-side settings are written once: ``crop_size`` here, the simple augmentation
+    and normalisation in ``transform`` (shared by pretraining, fine-tuning and evaluation),
+    the disturbances in ``augment``.
+
     Args:
-        source: Layout, one of ``SOURCES``.
-        root: Directory holding the videos (all sources but synthetic).
+        source: Registered source name or a ``VideoSource``.
+        root: Directory holding the videos (file sources).
         annotations: Split directory (UCF101/HMDB51), CSV file or directory (kinetics_csv),
             train list file (list).
-        split: Official split 1, 2 or 3 (UCF101, HMDB51).
-        test_root: Folder-per-class directory used as the test split (any source).
-        val_annotations: Validation list / CSV file (list, kinetics_csv).
+        split: Official split 1, 2 or 3 (UCF101, HMDB51); None = the source's default (1).
+        test_root: Folder-per-class directory used as the test split (file sources).
+        val_annotations: Validation list file (list).
         test_annotations: Test list / CSV file (list, kinetics_csv).
+        cache_dir: Directory of the generated videos (synthetic).
         val_split: Fraction of training videos held out as validation (per class, seeded,
             at least one per class with two or more videos);
             0 uses the source's own validation split if any (synthetic, kinetics, list).
         task: ``"pretrain"`` (clip pairs), ``"classify"`` (labelled clips) or
             ``"retrieval"`` (test loaders = [gallery = train, queries = test]).
-        num_frames: Frames per clip T.
+        num_frames: Frames per clip T (>= 2: a clip needs two frames to hold motion).
         stride: Step between sampled frames.
         frame_size: Worker output H = W: short-side resize then square crop (random position
             for training, centre for evaluation).
-        crop_size: Device crop S of the default ``TripletBuilder`` (<= ``frame_size``).
+        crop_size: Device crop S (<= ``frame_size``), handed to ``transform``.
         min_gap: Minimum start difference of the temporal-shift clip, in frames.
         n_clips: Temporal windows per video for evaluation (test / predict / retrieval).
-        n_crops: Spatial crops per window in evaluation (``eval_transform``): 1, 3 or 5.
-        batch_size: Batch size of every loader.
+        n_crops: Spatial crops per window in evaluation (``transform.eval``): 1, 3 or 5.
+        batch_size: Batch size of every loader (per process).
         eval_batch_size: Batch size of evaluation loaders (None = ``batch_size``).
         num_workers: Decoding worker processes per loader.
         pin_memory: Pin host memory (useful on GPUs).
         persistent_workers: Keep workers between epochs (needs ``num_workers > 0``).
         prefetch_factor: Batches prefetched per worker (``num_workers > 0``).
         drop_last: Drop the last incomplete training batch (keeps gathered shapes equal).
-        seed: Seed of clip sampling, crops, shuffling, validation hold-out and synthetic data.
+        seed: Seed of clip sampling, crops, shuffling, validation hold-out, device-side draws
+            and of a source built without its own seed (synthetic).
         short_video: Videos shorter than the clip span: ``"loop"`` (wrap) or ``"pad"``
             (repeat the last frame).
-        on_error: Bad input: ``"skip"`` (warn, count, replace) or ``"raise"``.
-        cache_dir: Synthetic data directory (None = ``~/.cache/dsm_lightning/synthetic-<hash>``).
-        synthetic_classes: Synthetic motion classes (and scenes), 1-12.
-        synthetic_videos: Synthetic train (and balanced_train) videos per class.
-        synthetic_eval_videos: Synthetic videos per class in each test split.
-        synthetic_frames: Frames per synthetic video.
-        synthetic_size: Synthetic frame size in pixels.
-        bias: Fraction of each class on its own scene in the synthetic train/val/test splits.
-        synthetic_sprites: Sprites per synthetic video (all share the class motion).
-        augment: Device-side ``TripletBuilder``; None builds ``TripletBuilder(crop_size)``.
+        on_error: Bad input: ``"skip"`` (warn, count; training replaces the video, evaluation
+            leaves it out) or ``"raise"``.
+        decoder: Decoding backend of the workers, ``"pyav"`` or ``"torchcodec"``.
+        transform: Simple augmentation, evaluation crops and normalisation; None builds
+            ``ClipTransform()`` (or takes the one given to ``augment``). Its ``crop_size``
+            is this module's.
+        augment: Pretraining view builder (``ViewBuilder``); None builds a ``TripletBuilder``
+            (DSM's default disturbances). It normalises with ``transform``.
 
     Raises:
         ValueError: An argument is invalid (message names it).
@@ -153,13 +152,14 @@ class VideoDataModule(pl.LightningDataModule):
 
     def __init__(
         self,
-        source: str = "synthetic",
+        source: str | VideoSource = "synthetic",
         root: str | None = None,
         annotations: str | None = None,
-        split: int = 1,
+        split: int | None = None,
         test_root: str | None = None,
         val_annotations: str | None = None,
         test_annotations: str | None = None,
+        cache_dir: str | None = None,
         val_split: float = 0.0,
         task: str = "pretrain",
         num_frames: int = 16,
@@ -179,120 +179,115 @@ class VideoDataModule(pl.LightningDataModule):
         seed: int = 0,
         short_video: str = "loop",
         on_error: str = "skip",
-        cache_dir: str | None = None,
-        synthetic_classes: int = 8,
-        synthetic_videos: int = 48,
-        synthetic_eval_videos: int = 16,
-        synthetic_frames: int = 48,
-        synthetic_size: int = 64,
-        bias: float = 0.9,
-        synthetic_sprites: int = 3,
-        augment: TripletBuilder | None = None,
+        decoder: str = "pyav",
+        transform: ClipTransform | None = None,
+        augment: ViewBuilder | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["augment"])
-        check_choice("source", source, SOURCES)
+        self.save_hyperparameters(ignore=["source", "transform", "augment"])
         check_choice("task", task, TASKS)
         check_choice("short_video", short_video, SHORT_VIDEO_POLICIES)
         check_choice("on_error", on_error, ON_ERROR)
+        check_choice("decoder", decoder, DECODERS)
         for name, value in (("num_frames", num_frames), ("stride", stride),
                             ("frame_size", frame_size), ("crop_size", crop_size),
                             ("min_gap", min_gap), ("n_clips", n_clips), ("n_crops", n_crops),
                             ("batch_size", batch_size), ("prefetch_factor", prefetch_factor)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {name}={value!r}")
+        if num_frames < 2:
+            raise ValueError(
+                f"num_frames must be >= 2 (a clip needs two frames to hold motion), "
+                f"got num_frames={num_frames}"
+            )
         if n_crops not in (1, 3, 5):
             raise ValueError(f"n_crops must be 1, 3 or 5, got n_crops={n_crops}")
         if eval_batch_size is not None and eval_batch_size < 1:
             raise ValueError(f"eval_batch_size must be >= 1, got {eval_batch_size}")
         if num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {num_workers}")
-        if split not in (1, 2, 3):
-            raise ValueError(f"split must be 1, 2 or 3, got split={split!r}")
         if not 0.0 <= val_split < 1.0:
             raise ValueError(f"val_split must be in [0, 1), got val_split={val_split}")
-        if source != "synthetic" and root is None:
-            raise ValueError(f"source={source!r} needs root (the video directory)")
-        if source in ("kinetics_csv", "list") and annotations is None:
-            raise ValueError(f"source={source!r} needs annotations (the CSV / list file)")
-        self.augment = augment if augment is not None else TripletBuilder(crop_size=crop_size)
-        if self.augment.crop_size > frame_size:
-            raise ValueError(
-                f"crop_size={self.augment.crop_size} exceeds frame_size={frame_size}"
-            )
-        self.synthetic_settings = synthetic.synthetic_settings(
-            synthetic_classes, synthetic_videos, synthetic_eval_videos, synthetic_frames,
-            synthetic_size, bias, seed, synthetic_sprites,
+        self.source = self._build_source(
+            source, dict(root=root, annotations=annotations, split=split, test_root=test_root,
+                         val_annotations=val_annotations, test_annotations=test_annotations,
+                         cache_dir=cache_dir))
+        self.source.adopt_seed(seed)
+        self.hparams["source"] = (
+            source if isinstance(source, str) else (source.name or type(source).__name__)
         )
-        self.cache_dir = cache_dir or synthetic.default_cache_dir(self.synthetic_settings)
+        if transform is None and augment is not None and augment.transform_given:
+            transform = augment.transform
+        self.transform = transform if transform is not None else ClipTransform()
+        self.transform.adopt_crop_size(crop_size)
+        if crop_size > frame_size:
+            raise ValueError(f"crop_size={crop_size} exceeds frame_size={frame_size}")
+        self.augment = augment if augment is not None else TripletBuilder()
+        self.augment.share_transform(self.transform)
         self._source: SourceSplits | None = None
         self._datasets: dict[tuple, VideoDataset] = {}
+        self._loaders: weakref.WeakSet[VideoLoader] = weakref.WeakSet()
+        self._loose_batches = 0  # device batches seen outside a Lightning fit loop
         self.skipped_at_setup: list[SkippedItem] = []
+
+    @staticmethod
+    def _build_source(source: str | VideoSource, location: dict[str, Any]) -> VideoSource:
+        given = [name for name in LOCATION_ARGS if location[name] is not None]
+        if isinstance(source, VideoSource):
+            if given:
+                raise ValueError(
+                    f"{', '.join(given)} given with a VideoSource instance: pass them to the "
+                    f"source's constructor ({type(source).__name__}) instead"
+                )
+            return source
+        if not isinstance(source, str):
+            raise ValueError(f"source must be a registered name or a VideoSource, got {source!r}")
+        return create_source(source, **location)
 
     # -- data preparation -----------------------------------------------------------------
 
     def prepare_data(self) -> None:
-        """Generate the synthetic videos once (rank 0); other sources need nothing."""
-        if self.hparams.source == "synthetic":
-            synthetic.generate_synthetic(self.cache_dir, self.synthetic_settings)
+        """Let the source create its files once (synthetic: generate the videos)."""
+        self.source.prepare()
 
     def setup(self, stage: str | None = None) -> None:
-        """Read the layout, drop missing / unknown entries (or raise), build splits.
+        """Read the source, drop missing / unknown entries (or raise), build splits.
+
+        With ``stage="fit"`` also checks that ``batch_size`` fits the training split.
 
         Raises:
             AnnotationError: An annotation file is missing or malformed (names file, line).
-            ValueError: ``on_error="raise"`` and an entry was missing or of unknown class.
+            ValueError: ``on_error="raise"`` and an entry was missing or of unknown class;
+                ``batch_size`` larger than the per-process training split with
+                ``drop_last=True``.
         """
-        if self._source is not None:
-            return
-        source = self._read_source(generate=True)
-        if source.skipped:
-            if self.hparams.on_error == "raise":
-                listed = "; ".join(f"{s.item} ({s.split}): {s.reason}" for s in source.skipped[:5])
-                raise ValueError(
-                    f"{len(source.skipped)} bad annotation entries (on_error='raise'): {listed}"
-                )
-            for item in source.skipped:
-                message = f"skipping {item.item} ({item.split}): {item.reason}"
-                warnings.warn(message, VideoSkippedWarning, stacklevel=2)
-                log.warning(message)
-        self.skipped_at_setup = list(source.skipped)
-        self._source = source
+        if self._source is None:
+            source = self._read_source()
+            if source.skipped:
+                if self.hparams.on_error == "raise":
+                    listed = "; ".join(f"{s.item} ({s.split}): {s.reason}"
+                                       for s in source.skipped[:5])
+                    raise ValueError(f"{len(source.skipped)} bad annotation entries "
+                                     f"(on_error='raise'): {listed}")
+                for item in source.skipped:
+                    message = f"skipping {item.item} ({item.split}): {item.reason}"
+                    warnings.warn(message, VideoSkippedWarning, stacklevel=2)
+                    log.warning(message)
+            self.skipped_at_setup = list(source.skipped)
+            self._source = source
+        if stage == "fit":
+            self._check_batch_fits()
 
-    def _read_source(self, generate: bool) -> SourceSplits:
+    def teardown(self, stage: str | None = None) -> None:
+        """Report the skipped / left-out videos not reported yet (the last pass of each loader)."""
+        for loader in list(self._loaders):
+            loader.report()
+        for dataset in self._datasets.values():
+            self._report_skips(dataset, None, training=False)
+
+    def _read_source(self) -> SourceSplits:
         hp = self.hparams
-        if hp.source == "synthetic":
-            if generate:
-                manifest = synthetic.generate_synthetic(self.cache_dir, self.synthetic_settings)
-            else:
-                manifest = synthetic.read_manifest(self.cache_dir)
-                if manifest is None:
-                    names = list(synthetic.MOTIONS[: self.synthetic_settings["num_classes"]])
-                    return SourceSplits({}, names, [])
-            splits = {
-                name: [
-                    VideoRecord(os.path.join(self.cache_dir, v["path"]), v["label"], v["path"])
-                    for v in videos
-                ]
-                for name, videos in manifest["splits"].items()
-            }
-            source = SourceSplits(splits, list(manifest["class_names"]), [])
-        elif hp.source == "folder":
-            source = read_folder(hp.root, None)
-        elif hp.source == "ucf101":
-            source = read_ucf101(hp.root, hp.annotations, hp.split)
-        elif hp.source == "hmdb51":
-            source = read_hmdb51(hp.root, hp.annotations, hp.split)
-        elif hp.source == "kinetics_csv":
-            source = read_kinetics_csv(hp.root, hp.annotations, hp.test_annotations)
-        else:
-            source = read_list_files(
-                hp.root, hp.annotations, hp.val_annotations, hp.test_annotations
-            )
-        if hp.test_root is not None:
-            test, _, skipped = scan_folder(hp.test_root, source.class_names, "test")
-            source = SourceSplits({**source.splits, "test": test}, source.class_names,
-                                  source.skipped + skipped)
+        source = self.source.read()
         if hp.val_split > 0:
             train, val = _hold_out(source.splits.get("train", []), hp.val_split, hp.seed)
             source = SourceSplits({**source.splits, "train": train, "val": val},
@@ -305,14 +300,32 @@ class VideoDataModule(pl.LightningDataModule):
         assert self._source is not None
         return self._source
 
+    def _world_size(self) -> int:
+        trainer = self.trainer
+        return int(getattr(trainer, "world_size", 0) or distributed.world_size())
+
+    def _check_batch_fits(self) -> None:
+        hp = self.hparams
+        count = len(self._splits().splits.get("train", []))
+        if not hp.drop_last or count == 0:
+            return
+        world = self._world_size()
+        per_process = math.ceil(count / world)
+        if hp.batch_size > per_process:
+            raise ValueError(
+                f"batch_size={hp.batch_size} exceeds the {per_process} training videos per "
+                f"process ({count} videos, {world} process(es)): with drop_last=True not one "
+                "batch would be trained; lower batch_size or set drop_last=False"
+            )
+
     # -- public properties ----------------------------------------------------------------
 
     @property
     def class_names(self) -> list[str]:
-        """Class names (index = label); reads the annotations on first use."""
+        """Class names (index = label); asks the source on first use."""
         if self._source is not None:
             return list(self._source.class_names)
-        return self._read_source(generate=False).class_names
+        return self.source.class_names()
 
     @property
     def num_classes(self) -> int:
@@ -353,12 +366,19 @@ class VideoDataModule(pl.LightningDataModule):
 
     # -- datasets and loaders -------------------------------------------------------------
 
-    def _common(self, split: str) -> dict[str, Any]:
+    def _common(self, split: str, evaluation: bool) -> dict[str, Any]:
         hp = self.hparams
-        return dict(num_frames=hp.num_frames, stride=hp.stride, frame_size=hp.frame_size,
-                    short_video=hp.short_video, seed=hp.seed, on_error=hp.on_error, split=split)
+        kwargs = dict(num_frames=hp.num_frames, stride=hp.stride, frame_size=hp.frame_size,
+                      short_video=hp.short_video, seed=hp.seed, on_error=hp.on_error,
+                      split=split)
+        if "decoder" in _DATASET_ARGS:
+            kwargs["decoder"] = hp.decoder
+        if "substitute_bad" in _DATASET_ARGS:
+            kwargs["substitute_bad"] = not evaluation
+        return kwargs
 
-    def dataset(self, kind: str, split: str, n_clips: int = 1, random_clip: bool = False):
+    def dataset(self, kind: str, split: str, n_clips: int = 1, random_clip: bool = False,
+                evaluation: bool = False) -> VideoDataset:
         """The (cached) dataset of a split.
 
         Args:
@@ -366,20 +386,21 @@ class VideoDataModule(pl.LightningDataModule):
             split: Split name.
             n_clips: Windows per video (``"multiview"``).
             random_clip: Random clip and crop (``"clip"``).
+            evaluation: Leave bad videos out instead of replacing them.
 
         Returns:
             A ``VideoDataset``.
         """
-        key = (kind, split, n_clips, random_clip)
+        key = (kind, split, n_clips, random_clip, evaluation)
         if key not in self._datasets:
             records = self.records(split)
+            common = self._common(split, evaluation)
             if kind == "pretrain":
-                ds = PretrainClipDataset(records, min_gap=self.hparams.min_gap,
-                                         **self._common(split))
+                ds = PretrainClipDataset(records, min_gap=self.hparams.min_gap, **common)
             elif kind == "clip":
-                ds = LabelledClipDataset(records, random_clip=random_clip, **self._common(split))
+                ds = LabelledClipDataset(records, random_clip=random_clip, **common)
             elif kind == "multiview":
-                ds = MultiViewClipDataset(records, n_clips=n_clips, **self._common(split))
+                ds = MultiViewClipDataset(records, n_clips=n_clips, **common)
             else:
                 raise ValueError(f"kind must be pretrain, clip or multiview, got {kind!r}")
             self._datasets[key] = ds
@@ -387,49 +408,82 @@ class VideoDataModule(pl.LightningDataModule):
 
     def _loader(
         self, dataset: VideoDataset, batch_size: int, shuffle: bool, sampled: bool,
-        drop_last: bool = False, sharded: bool = False,
+        training: bool = False,
     ) -> DataLoader:
         hp = self.hparams
-        sampler = None
-        if sampled:
-            replicas, rank = (distributed.world_size(), distributed.rank()) if sharded else (1, 0)
-            sampler = EpochSampler(dataset, num_replicas=replicas, rank=rank, shuffle=shuffle,
-                                   seed=hp.seed, drop_last=False)
+        sampler, extra = None, {}
+        if training:
+            sampler = ResumableSampler(dataset, num_replicas=distributed.world_size(),
+                                        rank=distributed.rank(), shuffle=True, seed=hp.seed,
+                                        drop_last=False)
+            cls, extra = TrainLoader, {"position": self._batches_done}
+        else:
+            if sampled:
+                sampler = EpochSampler(dataset, num_replicas=1, rank=0, shuffle=shuffle,
+                                       seed=hp.seed, drop_last=False)
+            cls = VideoLoader
+            if collate_drop_bad is not None:
+                extra = {"collate_fn": collate_drop_bad}
         workers = hp.num_workers
-        return _ReportingDataLoader(
+        loader = cls(
             dataset,
             batch_size=batch_size,
             sampler=sampler,
             num_workers=workers,
             pin_memory=hp.pin_memory,
-            drop_last=drop_last,
+            drop_last=hp.drop_last and training,
             persistent_workers=hp.persistent_workers and workers > 0,
             prefetch_factor=hp.prefetch_factor if workers > 0 else None,
             worker_init_fn=_worker_init if workers > 0 else None,
+            report=functools.partial(self._report_skips, training=training),
+            **extra,
         )
+        self._loaders.add(loader)
+        return loader
 
     @property
     def _eval_batch_size(self) -> int:
         return self.hparams.eval_batch_size or self.hparams.batch_size
 
     def train_dataloader(self) -> DataLoader:
-        """Pretraining pairs (``task="pretrain"``) or labelled random clips, shuffled per epoch."""
+        """Pretraining pairs (``task="pretrain"``) or labelled random clips, shuffled per epoch.
+
+        Raises:
+            ValueError: ``batch_size`` exceeds the per-process training split with
+                ``drop_last=True``.
+        """
         hp = self.hparams
         if hp.task == "pretrain":
             dataset = self.dataset("pretrain", "train")
         else:
             dataset = self.dataset("clip", "train", random_clip=True)
-        return self._loader(dataset, hp.batch_size, shuffle=True, sampled=True,
-                            drop_last=hp.drop_last, sharded=True)
+        self._check_batch_fits()
+        return self._loader(dataset, hp.batch_size, shuffle=True, sampled=True, training=True)
 
-    def val_dataloader(self) -> DataLoader | list:
-        """Labelled centre clips of the validation split ([] when there is none)."""
+    @property
+    def val_dataloader(self) -> Callable[[], DataLoader | list] | None:  # type: ignore[override]
+        """The validation loader factory: ``val_dataloader()`` gives labelled centre clips of
+        the validation split ([] when there is none).
+
+        None while pretraining a model without ``validation_step``: Lightning then skips the
+        validation loop (no warning, no decoding for nothing).
+        """
+        trainer = self.trainer
+        module = getattr(trainer, "lightning_module", None) if trainer is not None else None
+        if self.hparams.task == "pretrain" and module is not None and not is_overridden(
+            "validation_step", module
+        ):
+            return None
+        return self._val_dataloader
+
+    def _val_dataloader(self) -> DataLoader | list:
         if not self._splits().splits.get("val"):
             return []
-        return self._loader(self.dataset("clip", "val"), self._eval_batch_size, False, False)
+        dataset = self.dataset("clip", "val", evaluation=True)
+        return self._loader(dataset, self._eval_batch_size, False, False)
 
     def _multiview_loader(self, split: str) -> DataLoader:
-        dataset = self.dataset("multiview", split, n_clips=self.hparams.n_clips)
+        dataset = self.dataset("multiview", split, n_clips=self.hparams.n_clips, evaluation=True)
         return self._loader(dataset, self._eval_batch_size, False, False)
 
     def test_dataloader(self) -> DataLoader | list[DataLoader]:
@@ -452,8 +506,9 @@ class VideoDataModule(pl.LightningDataModule):
     ) -> DataLoader:
         """Labelled clips of any named split (kNN monitor, linear probes, demo).
 
-        Every process gets the whole split (no sharding). Synthetic splits include
-        ``balanced_train``, ``balanced_test``, ``swapped_test`` and ``*_static``.
+        Every process gets the whole split (no sharding); bad videos are left out (not
+        replaced). Synthetic splits include ``balanced_train``, ``balanced_test``,
+        ``swapped_test`` and ``*_static``.
 
         Args:
             split: Split name (``"train"``, ``"val"``, ``"test"``, ...).
@@ -468,37 +523,77 @@ class VideoDataModule(pl.LightningDataModule):
         if n_clips < 1:
             raise ValueError(f"n_clips must be >= 1, got {n_clips}")
         if n_clips == 1:
-            dataset = self.dataset("clip", split, random_clip=random_clip)
+            dataset = self.dataset("clip", split, random_clip=random_clip, evaluation=True)
         else:
-            dataset = self.dataset("multiview", split, n_clips=n_clips)
+            dataset = self.dataset("multiview", split, n_clips=n_clips, evaluation=True)
         return self._loader(dataset, batch_size or self._eval_batch_size, shuffle=shuffle,
                             sampled=shuffle)
 
+    # -- skip reports ---------------------------------------------------------------------
+
+    def _report_skips(self, dataset: VideoDataset, epoch: int | None, training: bool) -> None:
+        """Warn about a pass's skipped videos and log the count (training: every pass)."""
+        report = log_skip_summary(dataset, epoch)
+        if training:
+            metrics = {"data/skipped_videos": float(len(report)),
+                       "data/skipped_items": float(sum(report.values()))}
+        elif report:
+            metrics = {f"data/left_out_videos/{dataset.split}": float(len(report))}
+        else:
+            return
+        trainer = self.trainer
+        for logger in getattr(trainer, "loggers", None) or ():
+            logger.log_metrics(metrics, step=int(trainer.global_step))
+
     # -- device side ----------------------------------------------------------------------
+
+    def _batches_done(self) -> int | None:
+        """Batches of the current epoch the fitting trainer is past (None when not fitting).
+
+        Lightning's ``batch_progress.current.ready``: during a batch's transfer it is the
+        batch's position in the epoch; when a pass starts, the batches already done (0, or the
+        restored count after a resume).
+        """
+        trainer = self.trainer
+        loop = getattr(getattr(trainer, "fit_loop", None), "epoch_loop", None)
+        if loop is None or not getattr(trainer, "training", False):
+            return None
+        return int(loop.batch_progress.current.ready)
+
+    def _device_generator(self) -> torch.Generator:
+        """The generator of the current training batch: (seed, epoch, batch, rank)."""
+        trainer = self.trainer
+        batch = self._batches_done()  # read before Lightning counts this batch
+        if batch is None:
+            batch, self._loose_batches = self._loose_batches, self._loose_batches + 1
+        epoch = int(getattr(trainer, "current_epoch", 0) or 0)
+        rank = getattr(trainer, "global_rank", None)
+        rank = distributed.rank() if rank is None else int(rank)
+        return device_generator(self.hparams.seed, epoch, batch, rank)
 
     def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict:
         """Turn uint8 clips into normalised float clips on the device.
 
-        Training + pretrain: ``video``/``video_shift`` -> ``anchor``/``positive``/``negative``
-        via ``augment``; training + classify: ``augment.train_transform``; everything else:
-        ``augment.eval_transform`` (multi-view input gets ``n_crops`` crops per window).
+        Training + pretrain: ``video``/``video_shift`` -> the view builder's ``anchor`` /
+        ``positive`` / ``negative``; training + classify: ``transform.train``; everything
+        else: ``transform.eval`` (multi-view input gets ``n_crops`` crops per window).
+        Training draws come from ``device_generator(seed, epoch, batch, rank)``.
         """
-        trainer = getattr(self, "trainer", None)
+        trainer = self.trainer
         training = bool(trainer is not None and trainer.training)
         video = batch["video"]
-        augment = self.augment.to(video.device)
         batch = dict(batch)
         if training and self.hparams.task == "pretrain":
             batch.pop("video")
-            batch.update(augment(video, batch.pop("video_shift", None)))
+            builder = self.augment.to(video.device)
+            batch.update(builder(video, batch.pop("video_shift", None),
+                                 generator=self._device_generator()))
         elif training:
-            batch["video"] = augment.train_transform(video)
+            batch["video"] = self.transform.train(video, generator=self._device_generator())
         else:
             n_crops = self.hparams.n_crops if video.ndim == 6 else 1
-            batch["video"] = augment.eval_transform(video, n_crops=n_crops)
+            batch["video"] = self.transform.eval(video, n_crops=n_crops)
         return batch
-
-
 
 
 def _hold_out(

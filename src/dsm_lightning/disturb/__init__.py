@@ -3,7 +3,10 @@
 - ``simple``: batched simple augmentations (crop, flip, rotation, colour) and normalisation.
 - ``spatial``: Spatial Local Disturbance fields (thin-plate spline, point warps) and ``warp``.
 - ``temporal``: Temporal Local Disturbance frame re-orderings.
-- ``triplet``: ``TripletBuilder`` composing them.
+- ``transform``: ``ClipTransform``, the clip transform of training and evaluation (simple
+  augmentation, evaluation crops, normalisation).
+- ``views``: ``ViewBuilder``, the contract of the pretraining view builders.
+- ``triplet``: ``TripletBuilder``, the DSM view builder composing them.
 - ``visualize``: PNG grid / GIF of a triplet, image of a warp field.
 """
 
@@ -37,7 +40,9 @@ from dsm_lightning.disturb.temporal import (
     static_indices,
     swap_indices,
 )
+from dsm_lightning.disturb.transform import ClipTransform
 from dsm_lightning.disturb.triplet import TripletBuilder
+from dsm_lightning.disturb.views import ViewBuilder
 from dsm_lightning.disturb.visualize import (
     field_image,
     save_triplet_gif,
@@ -46,6 +51,7 @@ from dsm_lightning.disturb.visualize import (
 )
 
 __all__ = [
+    "ClipTransform",
     "FRAME_KINDS",
     "KINETICS_MEAN",
     "KINETICS_STD",
@@ -55,6 +61,7 @@ __all__ = [
     "SPATIAL_KINDS",
     "SimpleAugParams",
     "TripletBuilder",
+    "ViewBuilder",
     "augment_clips",
     "denormalize",
     "field_image",

@@ -5,42 +5,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from dsm_lightning.disturb.simple import (
-    KINETICS_MEAN,
-    KINETICS_STD,
-    augment_clips,
-    denormalize,
-    normalize,
-    rand_uniform,
-    sample_simple_params,
-    selection_weights,
-    spatial_crops,
-)
+from dsm_lightning.disturb.simple import rand_uniform, selection_weights
 from dsm_lightning.disturb.spatial import SPATIAL_KINDS, sample_disturbance_field
 from dsm_lightning.disturb.temporal import negative_kinds as all_negative_kinds
-from dsm_lightning.disturb.temporal import (
-    reorder_frames,
-    sample_frame_indices,
-)
+from dsm_lightning.disturb.temporal import reorder_frames, sample_frame_indices
+from dsm_lightning.disturb.transform import ClipTransform, check_pair, check_prob
+from dsm_lightning.disturb.views import ViewBuilder
 
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def _pair(value: Sequence[float], name: str, low: float, high: float, ordered: bool = True):
-    values = tuple(value)
-    if len(values) != 2 or not all(low <= v <= high for v in values) or (
-        ordered and values[0] > values[1]
-    ):
-        raise ValueError(f"{name} must be (min, max) with {low} <= min <= max <= {high}, got {value}")
-    return values
-
-
-def _prob(value: float, name: str) -> float:
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name} must be in [0, 1], got {name}={value}")
-    return float(value)
+__all__ = ["TripletBuilder"]
 
 
 def _kinds(value: Sequence[str], allowed: tuple[str, ...], name: str) -> tuple[str, ...]:
@@ -51,12 +25,13 @@ def _kinds(value: Sequence[str], allowed: tuple[str, ...], name: str) -> tuple[s
     return kinds
 
 
-class TripletBuilder(nn.Module):
+class TripletBuilder(ViewBuilder):
     """Build DSM triplets on the device from uint8 clips, batched (no loop over samples/frames).
 
-    - ``anchor``: simple augmentation of the clip (random resized crop, horizontal flip, small
-      rotation, colour jitter, random grayscale; one draw per clip shared by its frames),
-      normalised.
+    Implements the view-builder contract of ``disturb.views``:
+
+    - ``anchor``: ``transform``'s simple augmentation of the clip (one draw per clip shared
+      by its frames), normalised.
     - ``positive``: the same frames with an independent simple-augmentation draw, then a
       Spatial Local Disturbance field (one per clip, identical for its frames) composed with the
       crop so the clip is interpolated once.
@@ -69,23 +44,13 @@ class TripletBuilder(nn.Module):
       ``(B, M, 3, T, S, S)`` (``M = len(negative_kinds)``, in that order).
 
     Randomness: ``forward(..., generator=g)`` uses ``g`` (draws happen on ``g.device``; a CPU
-    generator gives the same triplet parameters on any device). Without ``g`` the builder's own
-    CPU generator seeded from ``seed`` is used, or, when ``seed`` is None, the global RNG of the
-    video's device. The builder's generator is not part of the state dict; seed each process
-    differently in distributed runs if identical draws across ranks are unwanted.
+    generator gives the same triplet parameters on any device); ``VideoDataModule`` always
+    passes one, seeded per batch. Without ``g`` the builder's own CPU generator seeded from
+    ``seed`` is used, or, when ``seed`` is None, the global RNG of the video's device.
 
     Args:
-        crop_size: output side S in pixels.
-        crop_scale: (min, max) area fraction of the random resized crop.
-        crop_ratio: (min, max) aspect ratio (width / height) of the crop.
-        flip_prob: probability of a horizontal flip.
-        jitter: colour jitter strengths (brightness, contrast, saturation, hue); hue <= 0.5 is a
-            fraction of the colour circle as in torchvision (0.5 = any hue).
-        jitter_prob: probability a clip is colour-jittered.
-        grayscale_prob: probability a clip is turned to grayscale.
-        rotation_degrees: maximum absolute rotation in degrees.
-        mean: per-channel normalisation mean (Kinetics by default).
-        std: per-channel normalisation std.
+        transform: simple augmentation, crop size and normalisation (``ClipTransform``);
+            None = the data module's (or ``ClipTransform()`` standalone).
         spatial_kinds: SLD variants to choose from per clip, subset of ``("tps", "points")``.
         spatial_probs: selection probabilities for ``spatial_kinds`` (None = uniform).
         spatial_prob: probability that a clip's positive is warped at all (0 = MoCo positive).
@@ -103,8 +68,8 @@ class TripletBuilder(nn.Module):
         negative_mode: ``"sample"``: one hard negative per clip, its kind drawn with
             ``negative_probs``; ``"all"``: one hard negative per kind and clip, stacked on a new
             dim 1 (more motion signal per step; the losses accept ``(B, M, ...)``).
-        dtype: output dtype, ``"float32"``, ``"bfloat16"`` or ``"float16"``.
-        seed: seed of the builder's own generator (None = global RNG).
+        seed: seed of the builder's own generator, used only when ``forward`` gets no
+            generator (None = global RNG).
 
     Raises:
         ValueError: naming the first invalid argument.
@@ -112,16 +77,7 @@ class TripletBuilder(nn.Module):
 
     def __init__(
         self,
-        crop_size: int = 112,
-        crop_scale: tuple[float, float] = (0.4, 1.0),
-        crop_ratio: tuple[float, float] = (3 / 4, 4 / 3),
-        flip_prob: float = 0.5,
-        jitter: tuple[float, float, float, float] = (0.5, 0.5, 0.25, 0.5),
-        jitter_prob: float = 0.8,
-        grayscale_prob: float = 0.2,
-        rotation_degrees: float = 10.0,
-        mean: tuple[float, float, float] = KINETICS_MEAN,
-        std: tuple[float, float, float] = KINETICS_STD,
+        transform: ClipTransform | None = None,
         spatial_kinds: tuple[str, ...] = SPATIAL_KINDS,
         spatial_probs: tuple[float, ...] | None = None,
         spatial_prob: float = 1.0,
@@ -133,40 +89,11 @@ class TripletBuilder(nn.Module):
         negative_probs: tuple[float, ...] | None = None,
         local_fraction: float = 0.1,
         negative_mode: str = "sample",
-        dtype: str = "float32",
         seed: int | None = None,
     ) -> None:
-        super().__init__()
-        if isinstance(crop_size, bool) or not isinstance(crop_size, int) or crop_size < 1:
-            raise ValueError(f"crop_size must be a positive int, got crop_size={crop_size}")
-        self.crop_size = crop_size
-        self.crop_scale = _pair(crop_scale, "crop_scale", 0.0, 1.0)
-        if self.crop_scale[0] <= 0:
-            raise ValueError(f"crop_scale must be > 0, got crop_scale={crop_scale}")
-        self.crop_ratio = _pair(crop_ratio, "crop_ratio", 1e-3, 1e3)
-        self.flip_prob = _prob(flip_prob, "flip_prob")
-        jitter = tuple(float(j) for j in jitter)
-        if len(jitter) != 4 or min(jitter) < 0 or jitter[3] > 0.5:
-            raise ValueError(
-                "jitter must be 4 non-negative (brightness, contrast, saturation, hue) "
-                f"strengths with hue <= 0.5, got jitter={jitter}"
-            )
-        self.jitter = jitter
-        self.jitter_prob = _prob(jitter_prob, "jitter_prob")
-        self.grayscale_prob = _prob(grayscale_prob, "grayscale_prob")
-        if not 0.0 <= rotation_degrees <= 180.0:
-            raise ValueError(
-                f"rotation_degrees must be in [0, 180], got rotation_degrees={rotation_degrees}"
-            )
-        self.rotation_degrees = float(rotation_degrees)
-        self.mean = tuple(float(m) for m in mean)
-        self.std = tuple(float(s) for s in std)
-        if len(self.mean) != 3:
-            raise ValueError(f"mean must have 3 values, got mean={mean}")
-        if len(self.std) != 3 or min(self.std) <= 0:
-            raise ValueError(f"std must be 3 positive values, got std={std}")
+        super().__init__(transform)
         self.spatial_kinds = _kinds(spatial_kinds, SPATIAL_KINDS, "spatial_kinds")
-        self.spatial_prob = _prob(spatial_prob, "spatial_prob")
+        self.spatial_prob = check_prob(spatial_prob, "spatial_prob")
         if self.spatial_prob > 0 and not self.spatial_kinds:
             raise ValueError("spatial_kinds must not be empty when spatial_prob > 0")
         self.spatial_probs = (
@@ -189,7 +116,7 @@ class TripletBuilder(nn.Module):
                 f"got point_count={point_count}"
             )
         self.point_count = count
-        self.point_shift = _pair(point_shift, "point_shift", 0.0, 112.0)
+        self.point_shift = check_pair(point_shift, "point_shift", 0.0, 112.0)
         self.negative_kinds = _kinds(negative_kinds, all_negative_kinds(), "negative_kinds")
         self.negative_probs = (
             selection_weights(self.negative_kinds, negative_probs, "negative_probs")
@@ -206,9 +133,6 @@ class TripletBuilder(nn.Module):
                 f"negative_mode must be 'sample' or 'all', got negative_mode={negative_mode!r}"
             )
         self.negative_mode = negative_mode
-        if dtype not in _DTYPES:
-            raise ValueError(f"dtype must be one of {tuple(_DTYPES)}, got dtype={dtype!r}")
-        self.dtype = dtype
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise ValueError(f"seed must be an int or None, got seed={seed!r}")
         self.seed = seed
@@ -231,22 +155,6 @@ class TripletBuilder(nn.Module):
         return cls(spatial_prob=0.0, negative_kinds=(), **kwargs)
 
     # ----------------------------------------------------------------------------- helpers
-    @property
-    def out_dtype(self) -> torch.dtype:
-        """torch dtype of the outputs."""
-        return _DTYPES[self.dtype]
-
-    def _simple_kwargs(self) -> dict:
-        return {
-            "crop_scale": self.crop_scale,
-            "crop_ratio": self.crop_ratio,
-            "flip_prob": self.flip_prob,
-            "rotation_degrees": self.rotation_degrees,
-            "jitter": self.jitter,
-            "jitter_prob": self.jitter_prob,
-            "grayscale_prob": self.grayscale_prob,
-        }
-
     def _generator_for(self, generator: torch.Generator | None) -> torch.Generator | None:
         return generator if generator is not None else self._generator
 
@@ -254,17 +162,6 @@ class TripletBuilder(nn.Module):
     def _check_video(video: Tensor, name: str = "video") -> None:
         if video.dim() != 5 or video.shape[1] != 3:
             raise ValueError(f"{name} must be (B, 3, T, H, W), got shape={tuple(video.shape)}")
-
-    def _augment(self, clips: Tensor, generator, field_fn=None) -> tuple[Tensor, Tensor | None]:
-        params = sample_simple_params(
-            clips.shape[0], generator=generator, device=clips.device, **self._simple_kwargs()
-        )
-        field = field_fn() if field_fn is not None else None
-        out = augment_clips(
-            clips, params, self.crop_size, mean=self.mean, std=self.std, field=field,
-            dtype=self.out_dtype,
-        )
-        return out, field
 
     def sample_field(
         self, batch: int, generator: torch.Generator | None = None, device=None
@@ -314,7 +211,8 @@ class TripletBuilder(nn.Module):
 
         Returns:
             ``{"anchor", "positive"[, "negative"][, "field"]}``: (B, 3, T, S, S) normalised
-            tensors of the builder's dtype on ``video``'s device; ``field`` (B, S, S, 2).
+            tensors of the transform's dtype on ``video``'s device (``negative`` is
+            (B, M, 3, T, S, S) with ``negative_mode="all"``); ``field`` (B, S, S, 2).
 
         Raises:
             ValueError: for bad shapes, or ``"shift"`` as the only kind without
@@ -343,16 +241,12 @@ class TripletBuilder(nn.Module):
         else:
             clips = video[:, None]
 
-        anchors, _ = self._augment(clips, g)
+        batch, transform = video.shape[0], self.transform
+        anchors = transform.apply(clips, transform.sample(batch, g, video.device))
         anchor = anchors[:, 0]
-        need_field = self.spatial_prob > 0
-        positive, field = self._augment(
-            video[:, None],
-            g,
-            field_fn=(lambda: self.sample_field(video.shape[0], g, video.device))
-            if need_field
-            else None,
-        )
+        params = transform.sample(batch, g, video.device)
+        field = self.sample_field(batch, g, video.device) if self.spatial_prob > 0 else None
+        positive = transform.apply(video[:, None], params, field)
         out = {"anchor": anchor, "positive": positive[:, 0]}
         if kinds:
             shifted = anchors[:, 1] if use_shift else None
@@ -368,8 +262,7 @@ class TripletBuilder(nn.Module):
             out["field"] = (
                 field
                 if field is not None
-                else torch.zeros(video.shape[0], self.crop_size, self.crop_size, 2,
-                                 device=video.device)
+                else torch.zeros(batch, self.crop_size, self.crop_size, 2, device=video.device)
             )
         return out
 
@@ -407,65 +300,20 @@ class TripletBuilder(nn.Module):
         return torch.where(pick_shift, shifted, reordered)
 
     def train_transform(self, video: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """Simple augmentation + normalisation (fine-tuning), one draw per clip.
+        """``transform.train`` with the builder's generator by default (backward compatibility).
 
         Args:
             video: (B, 3, T, H, W) uint8 or float in [0, 1].
             generator: random source (default: the builder's own).
 
         Returns:
-            (B, 3, T, S, S) normalised tensor of the builder's dtype.
+            (B, 3, T, S, S) normalised tensor.
         """
-        self._check_video(video)
-        out, _ = self._augment(video[:, None], self._generator_for(generator))
-        return out[:, 0]
-
-    def eval_transform(self, video: Tensor, n_crops: int = 1) -> Tensor:
-        """Deterministic crops + normalisation for evaluation.
-
-        Crops of side S are taken without interpolation (frames with a short side below S are
-        resized first): 1 = centre, 3 = left/centre/right, 5 = corners + centre.
-
-        Args:
-            video: (B, 3, T, H, W) or (B, V, 3, T, H, W), uint8 or float in [0, 1].
-            n_crops: 1, 3 or 5.
-
-        Returns:
-            (B, 3, T, S, S) for 5-D input with ``n_crops=1``, otherwise
-            (B, V * n_crops, 3, T, S, S) (view-major: view 0's crops first; V = 1 for 5-D
-            input).
-
-        Raises:
-            ValueError: for other shapes or ``n_crops``.
-        """
-        if video.dim() == 5:
-            self._check_video(video)
-            crops = spatial_crops(video, self.crop_size, n_crops)  # (B, n, C, T, S, S)
-            out = normalize(crops, self.mean, self.std, self.out_dtype)
-            return out[:, 0] if n_crops == 1 else out
-        if video.dim() == 6 and video.shape[2] == 3:
-            b, v = video.shape[:2]
-            crops = spatial_crops(video.flatten(0, 1), self.crop_size, n_crops)
-            out = normalize(crops, self.mean, self.std, self.out_dtype)
-            return out.reshape(b, v * n_crops, *out.shape[2:])
-        raise ValueError(
-            f"video must be (B, 3, T, H, W) or (B, V, 3, T, H, W), got shape={tuple(video.shape)}"
-        )
-
-    def denormalize(self, x: Tensor) -> Tensor:
-        """Invert the normalisation for display.
-
-        Args:
-            x: (..., 3, T, H, W) normalised tensor.
-
-        Returns:
-            float32 tensor in [0, 1].
-        """
-        return denormalize(x, self.mean, self.std)
+        return self.transform.train(video, self._generator_for(generator))
 
     def extra_repr(self) -> str:
         return (
-            f"crop_size={self.crop_size}, spatial_kinds={self.spatial_kinds}, "
-            f"spatial_prob={self.spatial_prob}, negative_kinds={self.negative_kinds}, "
-            f"dtype={self.dtype}, seed={self.seed}"
+            f"spatial_kinds={self.spatial_kinds}, spatial_prob={self.spatial_prob}, "
+            f"negative_kinds={self.negative_kinds}, negative_mode={self.negative_mode}, "
+            f"seed={self.seed}"
         )

@@ -1,0 +1,149 @@
+"""Training / evaluation loaders of ``VideoDataModule``: skip reports, resumable passes.
+
+- ``VideoLoader`` reports the videos skipped in each pass once, also under ``Trainer.fit``
+  (which stops after ``len(loader)`` batches, so nothing after a pass's last batch runs).
+- ``TrainLoader`` starts each pass at the batch the trainer has reached (exact resume).
+- ``device_generator`` seeds the device-side draws of one training batch.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from dsm_lightning.data.datasets import EpochSampler, VideoDataset, VideoSkippedWarning
+
+__all__ = ["ResumableSampler", "TrainLoader", "VideoLoader", "device_generator",
+           "log_skip_summary"]
+
+log = logging.getLogger(__name__)
+
+# Separates the device-side random stream from the workers' (seed, epoch, index) streams.
+_DEVICE_STREAM = 0x5EED
+
+
+def device_generator(seed: int, epoch: int, batch: int, rank: int) -> torch.Generator:
+    """CPU generator of one training batch's device-side draws.
+
+    Args:
+        seed: The data module's seed.
+        epoch: Epoch number.
+        batch: Position of the batch in its epoch.
+        rank: Global rank of the process.
+
+    Returns:
+        A ``torch.Generator`` seeded from ``(seed, epoch, batch, rank)`` (independent streams).
+    """
+    state = np.random.SeedSequence([seed, epoch, batch, rank, _DEVICE_STREAM]).generate_state(
+        2, dtype=np.uint32)
+    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
+def log_skip_summary(dataset: VideoDataset, epoch: int | None = None) -> dict[str, int]:
+    """Warn once with the videos skipped since the last summary of ``dataset``.
+
+    Training datasets replace a bad video by the next readable one ("skipped"); evaluation
+    datasets built with ``substitute_bad=False`` leave it out of the batch ("left out").
+
+    Args:
+        dataset: A dataset whose workers may have skipped videos.
+        epoch: The epoch the skips happened in (named in the message), or None.
+
+    Returns:
+        ``{path: times skipped}`` for this period (empty when nothing was skipped).
+    """
+    report = dataset.take_skip_report()
+    if report:
+        listed = ", ".join(f"{os.path.basename(p)} (x{n})" for p, n in sorted(report.items()))
+        where = f"split {dataset.split!r}" + (f", epoch {epoch}" if epoch is not None else "")
+        if getattr(dataset, "substitute_bad", True):
+            message = (f"{where}: {sum(report.values())} item(s) skipped (replaced by readable "
+                       f"videos), {len(report)} unreadable video(s): {listed}")
+        else:
+            message = f"{where}: {len(report)} bad video(s) left out of the metrics: {listed}"
+        warnings.warn(message, VideoSkippedWarning, stacklevel=2)
+        log.warning(message)
+    return report
+
+
+class ResumableSampler(EpochSampler):
+    """``EpochSampler`` whose next pass can start ``skip`` items in (mid-epoch resume)."""
+
+    skip = 0
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:  # type: ignore[override]
+        skip, self.skip = self.skip, 0
+        return itertools.islice(super().__iter__(), skip, None)
+
+
+class VideoLoader(DataLoader):
+    """A ``DataLoader`` that reports the skipped videos of each pass once.
+
+    Lightning stops after ``len(loader)`` batches, so code after a pass's last batch never
+    runs under ``Trainer.fit``: a pass is reported when the next one starts, when it is
+    drained (``list(loader)``), or by ``VideoDataModule.teardown``.
+    """
+
+    def __init__(self, *args: Any, report: Callable[[Any, int | None], None] | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._report = report
+        self._pass_epoch: int | None = None
+        self._unreported = False
+
+    def report(self) -> None:
+        """Report the last pass's skips (once; tagged with its epoch)."""
+        if self._unreported and self._report is not None and isinstance(self.dataset, VideoDataset):
+            self._report(self.dataset, self._pass_epoch)
+        self._unreported = False
+
+    def __iter__(self):  # type: ignore[override]
+        self.report()
+        self._pass_epoch = getattr(self.sampler, "epoch", None)
+        self._unreported = True
+        yield from super().__iter__()
+        self.report()
+
+
+class TrainLoader(VideoLoader):
+    """The training loader: each pass starts at the batch the trainer has reached.
+
+    At the start of a pass it asks ``position()`` how many batches of the current epoch the
+    trainer has processed: 0 for a new epoch, k after resuming from a checkpoint saved k
+    batches into the epoch (Lightning restores its loop counters before the pass starts),
+    and skips that many batches without decoding them. Reading the restored loop rather than
+    a loader state also covers Lightning setting up the loader before restoring states
+    (``estimated_stepping_batches`` in ``configure_optimizers``), which skips
+    ``load_state_dict``. ``state_dict`` / ``load_state_dict`` exist so that Lightning treats
+    the loader as resumable.
+    """
+
+    def __init__(self, *args: Any, position: Callable[[], int | None] | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._position = position
+
+    def _done(self) -> int:
+        done = self._position() if self._position is not None else None
+        return int(done or 0)
+
+    def state_dict(self) -> dict[str, int]:
+        """``{"epoch", "batches"}``: where the current pass stands (informative)."""
+        return {"epoch": int(getattr(self.sampler, "epoch", 0)), "batches": self._done()}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Nothing to load: the next pass reads the restored loop's position itself."""
+
+    def __iter__(self):  # type: ignore[override]
+        done = self._done()
+        if done and isinstance(self.sampler, ResumableSampler):
+            self.sampler.skip = done * self.batch_size
+        yield from super().__iter__()
