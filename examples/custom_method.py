@@ -95,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     out = Path(args.out_dir)
 
     pl.seed_everything(args.seed, verbose=False)
-    augment = TripletBuilder.moco(crop_size=s["crop_size"])  # two views, no disturbance
+    augment = TripletBuilder.moco()  # two views, no disturbance
     data = common.synthetic_datamodule(s, "pretrain", augment, args.seed)
     model = BYOLVideo(backbone="tiny3d", backbone_kwargs={"width": s["width"]},
                       optimizer="adamw", lr=1e-3)

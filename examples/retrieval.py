@@ -7,8 +7,8 @@ hit at k when one of its k nearest gallery videos has its class. ``VideoDataModu
 
 Without ``--pretrained`` the script first pretrains DSM briefly on the synthetic source;
 a random-init encoder of the same architecture is the floor. With ``output_dir`` the module
-writes ``retrieval_recall.json``, ``retrieval_neighbours.json`` (top-k gallery videos of each
-query) and ``retrieval_features.pt``.
+writes ``recall.json``, ``neighbours.json`` (top-k gallery videos of each query) and
+``features.pt`` into a new ``output_dir/version_N`` per run.
 
 Run from the repository root::
 
@@ -84,8 +84,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                                                             verbose=False)
         recalls[name] = module.recalls
         print(format_recall_table(module.recalls, title=name))
-    print(f"neighbour lists: {out / 'pretrained' / 'retrieval_neighbours.json'}")
-    return {"recalls": recalls, "encoder": pretrained, "out_dir": out}
+    results = evaluated["pretrained"].results_dir
+    print(f"neighbour lists: {results / 'neighbours.json'}")
+    return {"recalls": recalls, "encoder": pretrained, "out_dir": out, "results_dir": results}
 
 
 if __name__ == "__main__":

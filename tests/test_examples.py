@@ -109,10 +109,11 @@ def test_retrieval_reports_recall_and_writes_neighbour_lists(tmp_path):
         assert list(recalls) == [1, 5, 10]
         values = list(recalls.values())
         assert all(0.0 <= v <= 1.0 for v in values) and values == sorted(values)
-    out = tmp_path / "pretrained"
-    saved = json.loads((out / "retrieval_recall.json").read_text())
+    out = tmp_path / "pretrained" / "version_0"
+    assert result["results_dir"] == out
+    saved = json.loads((out / "recall.json").read_text())
     assert {int(k): v for k, v in saved.items()} == result["recalls"]["pretrained"]
-    neighbours = json.loads((out / "retrieval_neighbours.json").read_text())
+    neighbours = json.loads((out / "neighbours.json").read_text())
     assert len(neighbours) == 4 * 2  # every test video (4 classes x 2) is a query
     assert all(len(row["neighbours"]) == 10 for row in neighbours)
 

@@ -398,7 +398,7 @@ def test_user_module_pretrained_by_dsm_loads_into_a_bare_module(tmp_path):
     from dsm_lightning import DSMLightningModule
 
     torch.manual_seed(0)
-    module = DSMLightningModule(encoder=MyNet(), queue_size=16)
+    module = DSMLightningModule(backbone=MyNet(), queue_size=16)
     gen = torch.Generator().manual_seed(0)
     clips = {key: torch.randn(8, 3, 4, 16, 16, generator=gen)
              for key in ("anchor", "positive", "negative")}

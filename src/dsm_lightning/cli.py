@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from dsm_lightning._lazy import lazy_getattr
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers; imported on first use below
-    from dsm_lightning.cli_parser import DSMCLI, build_cli, import_public_classes, parse_config
+    from dsm_lightning.cli_parser import DSMCLI, build_cli, parse_config
 
 __all__ = ["DSMCLI", "EXTRA_SUBCOMMANDS", "SUBCOMMANDS", "build_cli", "format_error", "main", "parse_config"]
 

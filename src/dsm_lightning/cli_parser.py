@@ -11,8 +11,8 @@ re-runnable config.
 Values shared by data and model are linked, not typed twice: ``data.num_classes`` feeds the
 model's ``num_classes`` (``data.class_names`` its ``class_names``) and ``data.n_clips`` /
 ``data.n_crops`` the model's ``n_clips`` / ``n_crops``, each only when the chosen model has
-that argument; ``data.crop_size`` sets the crop of a ``TripletBuilder`` given as
-``data.augment``.
+that argument (the data module hands its ``crop_size`` to its transform and view builder
+itself).
 
 Help shows what a user sets (:class:`DSMHelpFormatter`): a subcommand's ``--help`` lists
 the config options, the model / data class choice and the Trainer arguments in
@@ -58,7 +58,6 @@ DEFAULT_TRAINER: dict[str, Any] = {
 PARSE_LINKS: tuple[tuple[str, str], ...] = (
     ("data.init_args.n_clips", "model.init_args.n_clips"),
     ("data.init_args.n_crops", "model.init_args.n_crops"),
-    ("data.init_args.crop_size", "data.init_args.augment.init_args.crop_size"),
 )
 INSTANTIATE_LINKS: tuple[tuple[str, str], ...] = (
     ("data.num_classes", "model.init_args.num_classes"),

@@ -250,7 +250,7 @@ def load_encoder(
             "normalization": norm,
             "num_frames": data.get("encoder_num_frames"),
             "crop_size": data.get("encoder_crop_size"),
-            "method": hparams.get("method"),
+            "method": data.get("encoder_method") or hparams.get("method"),
         }
     else:
         raise EncoderLoadError(

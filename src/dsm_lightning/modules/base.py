@@ -28,31 +28,31 @@ import torch
 from torch import Tensor, nn
 
 from dsm_lightning._checks import check_choice
-from dsm_lightning.models.backbones import BackboneWrapper
-from dsm_lightning.models.encoder_io import DEFAULT_MEAN, DEFAULT_STD, save_encoder
+from dsm_lightning.disturb.simple import KINETICS_MEAN, KINETICS_STD
+from dsm_lightning.models.backbones import as_backbone
+from dsm_lightning.models.encoder_io import load_backbone_weights, save_encoder
 from dsm_lightning.models.heads import ProjectionHead
 from dsm_lightning.models.registry import create_backbone
 from dsm_lightning.schedules import LR_SCHEDULES, lr_factor, update_momentum
 
-__all__ = ["ContrastiveModule", "as_backbone"]
+__all__ = ["ContrastiveModule", "build_backbone"]
 
 OPTIMIZERS = ("sgd", "adamw")
 QUERY_VIEWS = ("positive", "anchor")
 
 
-def as_backbone(
+def build_backbone(
     backbone: str | nn.Module | None,
     backbone_kwargs: Mapping[str, Any] | None = None,
     weights: str | None = None,
-) -> BackboneWrapper | nn.Module:
-    """A backbone from a registry name, or a user module wrapped to return ``(B, D)``.
+) -> nn.Module:
+    """A backbone from a registry name (optionally with local weights), or a user module.
 
     Args:
         backbone: registry name (``dsm_lightning.list_backbones()``) or an ``nn.Module``
-            returning a feature map or a vector (wrapped in ``BackboneWrapper`` unless it is
-            one).
+            returning a feature map or a vector (wrapped by ``as_backbone``).
         backbone_kwargs: the registry builder's named arguments (names only).
-        weights: local weights file for a registry backbone.
+        weights: local weights file for a registry backbone (``load_backbone_weights``).
 
     Raises:
         ValueError: ``backbone`` is None, or kwargs/weights given with a module.
@@ -63,10 +63,11 @@ def as_backbone(
         if backbone_kwargs or weights:
             raise ValueError("backbone_kwargs and weights apply to registry names only; "
                              f"got a {type(backbone).__name__} module")
-        if isinstance(backbone, BackboneWrapper):
-            return backbone
-        return BackboneWrapper(backbone, getattr(backbone, "feature_dim", None))
-    return create_backbone(backbone, weights=weights, **dict(backbone_kwargs or {}))
+        return as_backbone(backbone)
+    module = create_backbone(backbone, **dict(backbone_kwargs or {}))
+    if weights is not None:
+        load_backbone_weights(module, weights, backbone_name=backbone)
+    return module
 
 
 class ContrastiveModule(pl.LightningModule):
@@ -142,7 +143,7 @@ class ContrastiveModule(pl.LightningModule):
         if any(m < 0 for m in lr_milestones):
             raise ValueError(f"lr_milestones must be epochs >= 0, got {lr_milestones}")
         user_module = isinstance(backbone, nn.Module)
-        self.encoder = as_backbone(backbone, backbone_kwargs, weights)
+        self.encoder = build_backbone(backbone, backbone_kwargs, weights)
         self.save_hyperparameters(ignore=["backbone"] if user_module else None)
         if user_module:
             self.hparams["backbone"] = None  # the registry cannot rebuild a user module
@@ -312,7 +313,7 @@ class ContrastiveModule(pl.LightningModule):
 
     def encoder_metadata(self) -> dict[str, Any]:
         """Input normalisation and clip size of the data it trains on (defaults when unknown)."""
-        meta: dict[str, Any] = {"mean": DEFAULT_MEAN, "std": DEFAULT_STD,
+        meta: dict[str, Any] = {"mean": KINETICS_MEAN, "std": KINETICS_STD,
                                 "num_frames": None, "crop_size": None}
         datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
         for part in ("transform", "augment"):  # the clip transform holds the normalisation
