@@ -19,7 +19,7 @@ $(STAMP): $(BIN)/python pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m dsm_lightning.demo
+	$(BIN)/dsm study --config examples/configs/study_synthetic.yaml
 
 test: $(STAMP)
 	$(BIN)/ruff check .

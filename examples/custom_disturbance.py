@@ -28,7 +28,7 @@ the ``dsm`` console script imports no user module by itself (plain ``dsm fit`` s
 module and then calls ``dsm_lightning.cli.main`` works; this file is one: ``dsm`` as first
 argument runs the ``dsm`` command with ``"speed"`` registered (same arguments, same YAML)::
 
-    python examples/custom_disturbance.py dsm fit --config examples/configs/demo_dsm.yaml \\
+    python examples/custom_disturbance.py dsm fit --config examples/configs/synthetic_dsm_intra.yaml \\
         --data.init_args.augment.init_args.negative_kinds='[reverse, shuffle, static, speed]'
 
 (or write ``negative_kinds: [reverse, shuffle, static, speed]`` under

@@ -3,7 +3,6 @@ faithful to the paper's settings (method.md) and to the demo's, and buildable wi
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from pathlib import Path
 
@@ -16,8 +15,10 @@ CONFIG_DIR = ROOT / "examples" / "configs"
 CONFIGS = sorted(CONFIG_DIR.glob("*.yaml"))
 IDS = [p.stem for p in CONFIGS]
 PRETRAIN = [p for p in CONFIGS if p.stem.startswith("pretrain_")]
-MODULES = {"dsm_lightning.DSMLightningModule", "dsm_lightning.FinetuneModule",
+MODULES = {"dsm_lightning.DSMLightningModule", "dsm_lightning.DSMIntraModule",
+           "dsm_lightning.MoCoModule", "dsm_lightning.FinetuneModule",
            "dsm_lightning.RetrievalModule"}
+FIT_CONFIGS = [p for p in CONFIGS if not p.stem.startswith("study_")]
 
 
 @pytest.fixture(autouse=True)
@@ -46,7 +47,7 @@ def test_the_expected_configs_ship():
         for backbone in ("r3d18", "r2plus1d18", "c3d", "slow_r50"):
             assert f"pretrain_{data}_{backbone}" in names
     assert {"pretrain_ucf101_moco_slow_r50", "finetune_ucf101_split1", "finetune_hmdb51_split1",
-            "retrieval_ucf101_split1", "retrieval_hmdb51_split1", "demo_dsm", "demo_moco",
+            "retrieval_ucf101_split1", "retrieval_hmdb51_split1", "study_synthetic",
             "demo_dsm_wandb"} <= names
 
 
@@ -64,7 +65,7 @@ def test_config_opens_with_what_it_reproduces_and_its_reference(path: Path):
     assert "dsm " in text, f"{path.name}: no run command"
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=IDS)
+@pytest.mark.parametrize("path", FIT_CONFIGS, ids=[p.stem for p in FIT_CONFIGS])
 def test_config_parses_with_the_real_parser(parser, path: Path):
     cfg = _parse(parser, path)
     assert cfg.model.class_path in MODULES
@@ -79,7 +80,6 @@ def test_pretrain_configs_use_the_paper_settings(parser, path: Path):
     cfg = _parse(parser, path)
     model, data = cfg.model.init_args, cfg.data.init_args
     augment, transform = data.augment.init_args, data.transform.init_args
-    assert cfg.model.class_path == "dsm_lightning.DSMLightningModule"
     assert (data.num_frames, data.stride, data.crop_size) == (16, 4, 112)
     assert transform.crop_size is None  # written once: the data module's crop_size
     assert (model.optimizer, model.lr, model.sgd_momentum, model.weight_decay) == (
@@ -88,10 +88,10 @@ def test_pretrain_configs_use_the_paper_settings(parser, path: Path):
     assert tuple(transform.jitter) == (0.5, 0.5, 0.25, 0.5)
     assert data.min_gap == (4 if "_k400_" in path.name else 2)
     if "_moco_" in path.name:
-        assert model.method == "moco"
+        assert cfg.model.class_path == "dsm_lightning.MoCoModule"
         assert augment.spatial_prob == 0.0 and tuple(augment.negative_kinds) == ()
     else:
-        assert model.method == "dsm"
+        assert cfg.model.class_path == "dsm_lightning.DSMLightningModule"  # the paper's DSM
         assert augment.spatial_prob > 0 and "shift" in augment.negative_kinds
     source = {"ucf101": "ucf101", "hmdb51": "hmdb51", "k400": "kinetics_csv"}
     assert data.source == source[path.stem.split("_")[1]]
@@ -118,47 +118,45 @@ def test_retrieval_configs_follow_the_protocol(parser, name: str):
     assert (cfg.data.init_args.task, cfg.data.init_args.split) == ("retrieval", 1)
 
 
-@pytest.mark.parametrize("method", ["dsm", "moco"])
-def test_demo_configs_match_the_demo_defaults(parser, method: str):
-    """demo_<method>.yaml pretrains exactly as `make demo` does (DemoConfig defaults)."""
-    from dsm_lightning.demo import DemoConfig
+def test_study_config_pretrains_each_method_as_a_valid_fit_config(parser):
+    """Every method of study_synthetic.yaml (make demo) merges into a `dsm fit` config that
+    the real parser accepts; the methods share backbone, optimiser, data and epochs."""
+    import yaml
 
-    demo = DemoConfig()
-    for path in (CONFIG_DIR / f"demo_{method}.yaml", CONFIG_DIR / "demo_dsm_wandb.yaml"):
-        if method == "moco" and "wandb" in path.name:
-            continue
-        cfg = _parse(parser, path)
-        model, data = cfg.model.init_args, cfg.data.init_args
-        augment, transform = data.augment.init_args, data.transform.init_args
-        expected_data = {f.name: getattr(demo, f.name) for f in dataclasses.fields(demo)
-                         if f.name in ("num_frames", "stride", "crop_size", "batch_size",
-                                       "num_workers", "seed")}
-        assert {k: getattr(data, k) for k in expected_data} == expected_data
-        assert data.source.class_path == "dsm_lightning.data.SyntheticSource"
-        source = data.source.init_args
-        assert (source.num_classes, source.videos_per_class, source.eval_videos_per_class,
-                source.num_frames, source.size, source.bias) == (
-            demo.synthetic_classes, demo.synthetic_videos, demo.synthetic_eval_videos,
-            demo.synthetic_frames, demo.synthetic_size, demo.bias)
-        assert data.frame_size == demo.synthetic_size
-        assert model.method == method and model.backbone == demo.backbone
-        assert model.backbone_kwargs == {"width": demo.width}
-        for name in ("optimizer", "lr", "weight_decay", "queue_size", "temperature",
-                     "momentum", "proj_hidden_dim", "hard_negative_weight",
-                     "negative_encoder"):
-            assert getattr(model, name) == getattr(demo, name), name
-        assert cfg.trainer.max_epochs == demo.epochs
-        assert tuple(transform.crop_scale) == tuple(demo.crop_scale)
-        assert transform.flip_prob == demo.flip_prob
-        if method == "dsm":
-            assert tuple(augment.negative_kinds) == tuple(demo.negative_kinds)
-            assert tuple(augment.spatial_kinds) == tuple(demo.spatial_kinds)
-            assert augment.tps_jitter == demo.tps_jitter
-            assert augment.negative_mode == demo.negative_mode
-        else:
-            assert tuple(augment.negative_kinds) == () and augment.spatial_prob == 0.0
-        callbacks = [c.class_path for c in cfg.trainer.callbacks]
-        assert any(c.endswith(".TripletMediaLogger") for c in callbacks)
+    from dsm_lightning.study import _fit_config, study_parser
+
+    study = study_parser().parse_args(["--config", str(CONFIG_DIR / "study_synthetic.yaml")])
+    assert set(study.methods) >= {"moco", "dsm_intra"}
+    shared = None
+    for name, method in study.methods.items():
+        config = _fit_config(study.seed_everything, study.trainer, study.data, method,
+                             Path("/tmp/out"), name)
+        cfg = parser.parse_object(yaml.safe_load(yaml.safe_dump(config)))
+        model = cfg.model.init_args
+        common = (model.backbone, dict(model.backbone_kwargs), model.optimizer, model.lr,
+                  model.temperature, model.queue_size, cfg.trainer.max_epochs)
+        shared = shared or common
+        assert common == shared, name
+    assert study.splits.balanced_train == "balanced_train"
+
+
+@pytest.mark.parametrize("name", ["synthetic_dsm_intra", "demo_dsm_wandb"])
+def test_single_fit_configs_equal_the_study_method(parser, name: str):
+    """The one-method `dsm fit` configs pretrain exactly as the study's dsm_intra does."""
+    import yaml
+
+    from dsm_lightning.study import _fit_config, study_parser
+
+    study = study_parser().parse_args(["--config", str(CONFIG_DIR / "study_synthetic.yaml")])
+    merged = _fit_config(study.seed_everything, study.trainer, study.data,
+                         study.methods["dsm_intra"], Path("/tmp/out"), "dsm_intra")
+    expected = parser.parse_object(yaml.safe_load(yaml.safe_dump(merged)))
+    cfg = _parse(parser, CONFIG_DIR / f"{name}.yaml")
+    assert cfg.model == expected.model
+    assert cfg.data == expected.data
+    assert cfg.seed_everything == expected.seed_everything
+    for key in ("max_epochs", "accelerator", "devices"):
+        assert cfg.trainer[key] == expected.trainer[key], key
 
 
 def test_wandb_config_is_offline(parser):
@@ -167,7 +165,7 @@ def test_wandb_config_is_offline(parser):
     assert cfg.trainer.logger.init_args.offline is True
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=IDS)
+@pytest.mark.parametrize("path", FIT_CONFIGS, ids=[p.stem for p in FIT_CONFIGS])
 def test_config_instantiates_without_touching_files(path: Path, tmp_path: Path, monkeypatch):
     """Model, data module and trainer build; nothing is read or written before setup().
 

@@ -218,7 +218,7 @@ def test_custom_disturbance_runs_the_dsm_command_with_the_speed_kind(tmp_path, s
     kinds = "--data.init_args.augment.init_args.negative_kinds=[reverse, shuffle, static, speed]"
     data = [f"--data.init_args.{key}={value}" for key, value in FAST_DATA.items()]
     args = [
-        "fit", "--config", str(EXAMPLES / "configs" / "demo_dsm.yaml"), kinds,
+        "fit", "--config", str(EXAMPLES / "configs" / "synthetic_dsm_intra.yaml"), kinds,
         "--trainer.max_epochs=1", "--trainer.log_every_n_steps=1", "--trainer.callbacks=[]",
         "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
         "--model.init_args.backbone_kwargs.width=4", "--model.init_args.queue_size=32", *data,
@@ -235,7 +235,7 @@ def test_custom_disturbance_runs_the_dsm_command_with_the_speed_kind(tmp_path, s
     done = subprocess.run([sys.executable, str(EXAMPLES / "custom_disturbance.py"), "dsm", *args],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    run = tmp_path / "runs" / "demo_dsm" / "version_0"
+    run = tmp_path / "runs" / "synthetic_dsm_intra" / "version_0"
     assert "- speed" in (run / "config.yaml").read_text()
     rows = _metrics_rows(run)
     assert any(row.get("train/hn_acc_step") for row in rows)

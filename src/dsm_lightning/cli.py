@@ -20,6 +20,7 @@ import inspect
 import os
 import re
 import sys
+import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -231,6 +232,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     keep their traceback.
     """
     args = list(sys.argv[1:] if argv is None else argv)
+    # Lightning 2.x on recent torch: a deprecation inside Lightning, nothing a user can act on
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
     if args in ([], ["-h"], ["--help"]):
         print(top_level_help(), file=sys.stdout if args else sys.stderr)
         return 0 if args else 2

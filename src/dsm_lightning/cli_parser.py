@@ -301,7 +301,7 @@ def _cli_kwargs(args: Sequence[str] | None, run: bool) -> dict[str, Any]:
         # the modules build their own optimiser from named arguments (optimizer, lr, ...)
         "auto_configure_optimizers": False,
         "parser_kwargs": parser_kwargs,
-        "args": list(args) if args is not None else None,
+        "args": args if args is None or isinstance(args, (dict, Namespace)) else list(args),
         "run": run,
     }
 

@@ -40,6 +40,9 @@ def progress_style(stream: IO[str] | None = None) -> str:
 class LineProgress:
     """Periodic one-line progress reports: ``desc: n/total (pct%) elapsed, rate``.
 
+    A line every ``interval`` seconds while counting and one at :meth:`close`, so a short
+    loop writes one line.
+
     Args:
         desc: what is being counted.
         total: expected count (None when unknown).
@@ -76,7 +79,8 @@ class LineProgress:
     def update(self, n: int = 1) -> None:
         """Count ``n`` more; write a line when ``interval`` has passed since the last one."""
         self.n += n
-        if self._last is None or time.monotonic() - self._last >= self.interval:
+        since = self._last if self._last is not None else self._start
+        if time.monotonic() - since >= self.interval:
             self._write()
 
     def close(self) -> None:

@@ -29,6 +29,7 @@ import copy
 import json
 import logging
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -80,12 +81,17 @@ def _pretrain(config: dict[str, Any], out: Path, name: str) -> dict[str, Any]:
     """Run one ``dsm fit`` configuration; return its outputs and wall time."""
     from dsm_lightning.cli import build_cli
 
-    cli = build_cli(config, run=False)
+    with warnings.catch_warnings():  # the config is given as a dict on purpose
+        warnings.filterwarnings("ignore", ".*args parameter is intended to run from within")
+        cli = build_cli(config, run=False)
     start = time.perf_counter()
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     seconds = time.perf_counter() - start
-    ckpt = out / name / "last.ckpt"
-    cli.trainer.save_checkpoint(str(ckpt))
+    checkpoint = cli.trainer.checkpoint_callback
+    ckpt = Path(checkpoint.last_model_path) if checkpoint and checkpoint.last_model_path else (
+        out / name / "last.ckpt")
+    if not ckpt.is_file():
+        cli.trainer.save_checkpoint(str(ckpt))
     logged = {k: float(v) for k, v in cli.trainer.callback_metrics.items() if v.numel() == 1}
     return {"method": type(cli.model).__name__, "seconds": seconds,
             "steps": cli.trainer.global_step, "checkpoint": str(ckpt),
@@ -168,6 +174,9 @@ def run_study(
     if not methods and not encoders:
         raise ValueError("nothing to score: give methods to pretrain and/or encoders files")
     splits = splits or StudySplits()
+    import pytorch_lightning  # noqa: F401 - sets its logger's level on import; then ours wins
+
+    logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)  # the study reports
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()

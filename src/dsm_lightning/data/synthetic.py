@@ -52,6 +52,8 @@ from typing import Any
 import av
 import numpy as np
 
+from dsm_lightning.progress import track
+
 log = logging.getLogger(__name__)
 
 FORMAT = "dsm-lightning-synthetic"
@@ -371,7 +373,7 @@ def generate_synthetic(
         cache_dir: Target directory.
         settings: Output of ``synthetic_settings``.
         workers: Encoding processes (None = number of CPUs; small sets run in-process).
-        progress: Show a tqdm progress bar.
+        progress: Show progress (a bar on a terminal, periodic lines otherwise).
 
     Returns:
         The manifest: ``settings``, ``class_names``, ``scene_names`` and ``splits`` mapping
@@ -389,14 +391,10 @@ def generate_synthetic(
     scenes = load_scenes(n_cls)
     plan = _plan(settings)
     workers = workers or os.cpu_count() or 1
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=len(plan), desc="synthetic videos", disable=not progress, unit="video")
     if workers <= 1 or len(plan) < 64:
         _init_worker(scenes, settings, cache_dir)
-        for task in plan:
+        for task in track(plan, "synthetic videos", unit="video", enabled=progress):
             _make_one(task)
-            bar.update()
     else:
         methods = multiprocessing.get_all_start_methods()
         context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
@@ -404,9 +402,9 @@ def generate_synthetic(
             workers, mp_context=context, initializer=_init_worker,
             initargs=(scenes, settings, cache_dir),
         ) as pool:
-            for _ in pool.map(_make_one, plan, chunksize=8):
-                bar.update()
-    bar.close()
+            done = pool.map(_make_one, plan, chunksize=8)
+            for _ in track(done, "synthetic videos", len(plan), "video", enabled=progress):
+                pass
     splits: dict[str, list[dict[str, Any]]] = {split: [] for split in SPLITS}
     for split, index, label, scene, _ in plan:
         splits[split].append({"path": _relpath(split, index, label), "label": label, "scene": scene})

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dsm_lightning._checks import check_choice
+from dsm_lightning.progress import track
 
 DEFAULT_KS: tuple[int, ...] = (1, 5, 10, 20, 50)
 CLIP_REDUCTIONS: tuple[str, ...] = ("mean", "first")
@@ -218,7 +219,8 @@ def extract_features(
             normalised float crops. ``None`` expects float clips already.
         device: where to run; defaults to the encoder's device.
         reduction: view reduction (see :func:`pool_view_features`).
-        progress: description of a tqdm progress bar over the batches (None = no bar).
+        progress: description of the progress shown over the batches (None = none): a bar
+            on a terminal, periodic lines otherwise.
 
     Returns:
         ``{"features": (N, D) unit-norm, "labels": (N,), "index": (N,)}`` on the CPU;
@@ -230,9 +232,7 @@ def extract_features(
     features, labels, indices = [], [], []
     seen = 0
     if progress is not None:
-        from tqdm.auto import tqdm
-
-        batches = tqdm(batches, desc=progress, leave=False)
+        batches = track(batches, progress, unit="batch")
     for batch in batches:
         batch = prepare_batch(batch, device, batch_transform)
         video = batch["video"]
