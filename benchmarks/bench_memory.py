@@ -27,6 +27,7 @@ import torch
 
 from benchmarks.bench_pretrain import QUICK_SYNTHETIC, trainer
 from dsm_lightning.data.datamodule import VideoDataModule
+from dsm_lightning.data.sources import SyntheticSource
 from dsm_lightning.modules.dsm import DSMLightningModule
 
 MIB = 2.0**20
@@ -91,12 +92,12 @@ def run(quick: bool = False) -> list[dict]:
         clip = dict(num_frames=4, stride=2, frame_size=32, crop_size=28)
         batch, workers = 2, 0
     else:
-        synthetic = dict(synthetic_classes=4, synthetic_videos=8, synthetic_eval_videos=1,
-                         synthetic_frames=32, synthetic_size=64, cache_dir=cache)
+        synthetic = dict(num_classes=4, videos_per_class=8, eval_videos_per_class=1,
+                         num_frames=32, size=64, cache_dir=cache)
         clip = dict(num_frames=8, stride=2, frame_size=64, crop_size=56)
         batch, workers = 4, 2
     dm = VideoDataModule(task="pretrain", batch_size=batch, num_workers=workers,
-                         persistent_workers=True, **clip, **synthetic)
+                         persistent_workers=True, **clip, source=SyntheticSource(**synthetic))
     model = DSMLightningModule(backbone="tiny3d", backbone_kwargs={"width": 8},
                                queue_size=64)
     monitor = RSSMonitor()

@@ -35,10 +35,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from dsm_lightning.data.datamodule import VideoDataModule
+from dsm_lightning.data.sources import SyntheticSource
 from dsm_lightning.modules.dsm import DSMLightningModule
 
-QUICK_SYNTHETIC = dict(synthetic_classes=2, synthetic_videos=4, synthetic_eval_videos=1,
-                       synthetic_frames=16, synthetic_size=32)
+QUICK_SYNTHETIC = dict(num_classes=2, videos_per_class=4, eval_videos_per_class=1,
+                       num_frames=16, size=32)
 
 
 class StepTimer(pl.Callback):
@@ -112,7 +113,8 @@ def make_datamodule(cfg: dict[str, Any]) -> VideoDataModule:
     """The pretraining DataModule of ``cfg`` (persistent workers when there are any)."""
     return VideoDataModule(
         task="pretrain", batch_size=cfg["batch"], num_workers=cfg["workers"],
-        persistent_workers=cfg["workers"] > 0, **cfg["clip"], **cfg["synthetic"],
+        persistent_workers=cfg["workers"] > 0, **cfg["clip"],
+        source=SyntheticSource(**cfg["synthetic"]),
     )
 
 

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 import torchvision
 import torchvision.transforms.v2.functional as TF
 
-from dsm_lightning.disturb import KINETICS_MEAN, KINETICS_STD, TripletBuilder
+from dsm_lightning.disturb import KINETICS_MEAN, KINETICS_STD, ClipTransform, TripletBuilder
 
 PUBLIC_CODE_CLIPS_PER_S = 52.0
 
@@ -166,7 +166,7 @@ def run(quick: bool = False) -> list[dict]:
     video = torch.randint(0, 256, (batch, 3, frames, size, size), dtype=torch.uint8, generator=g)
     shifted = torch.randint(0, 256, video.shape, dtype=torch.uint8, generator=g)
     builder = TripletBuilder(
-        crop_size=size,
+        ClipTransform(crop_size=size),
         negative_kinds=("shift", "swap", "insert", "shuffle", "reverse", "static"),
         seed=0,
     )
