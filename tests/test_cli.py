@@ -87,9 +87,12 @@ def test_fit_from_printed_config_then_finetune_and_retrieval(tmp_path: Path, cac
     dumped = yaml.safe_load(printed.read_text())
     import inspect
 
-    from dsm_lightning import DSMLightningModule
+    from dsm_lightning import ContrastiveModule, DSMLightningModule
 
-    params = set(inspect.signature(DSMLightningModule.__init__).parameters) - {"self"}
+    params: set[str] = set()  # its own arguments and those it passes on with **kwargs
+    for klass in DSMLightningModule.__mro__:
+        if issubclass(klass, ContrastiveModule) and "__init__" in vars(klass):
+            params |= set(inspect.signature(klass.__init__).parameters) - {"self", "kwargs"}
     assert set(dumped["model"]["init_args"]) == params - {"num_classes"}  # linked from data
     assert dumped["data"]["init_args"]["source"]["init_args"]["num_classes"] == 4
 
@@ -130,7 +133,10 @@ def test_fit_from_printed_config_then_finetune_and_retrieval(tmp_path: Path, cac
     assert ft.model.hparams.num_classes == 4
     assert ft.model.class_names == ft.datamodule.class_names
     assert ft.model.hparams.n_clips == 2
-    (ckpt,) = (tmp_path / "runs" / "ft").glob("version_*/checkpoints/*.ckpt")
+    # the CLI keeps last.ckpt beside the epoch checkpoint (save_last by default)
+    names = sorted(p.name for p in (tmp_path / "runs" / "ft").glob("version_*/checkpoints/*"))
+    assert len(names) == 2 and "last.ckpt" in names, names
+    (ckpt,) = (tmp_path / "runs" / "ft").glob("version_*/checkpoints/last.ckpt")
     assert cli.main(["test", "--config", str(ft_config), "--ckpt_path", str(ckpt)]) == 0
 
     # retrieval from the same encoder; no num_classes forced on a module without it

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import difflib
 import importlib
-import inspect
 import os
 import re
 import sys
@@ -25,6 +24,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from dsm_lightning._lazy import lazy_getattr
+from dsm_lightning._signature import init_parameters
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers; imported on first use below
     from dsm_lightning.cli_parser import DSMCLI, build_cli, parse_config
@@ -87,7 +87,7 @@ _MAX_VALUE_CHARS = 80
 
 def _signature_names(target: type | Any) -> list[str]:
     try:
-        return [n for n in inspect.signature(target.__init__).parameters if n != "self"]
+        return sorted(init_parameters(target))
     except (TypeError, ValueError):  # pragma: no cover - builtins without signature
         return []
 

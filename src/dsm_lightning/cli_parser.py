@@ -25,7 +25,6 @@ errors) is :mod:`dsm_lightning.cli`.
 from __future__ import annotations
 
 import importlib
-import inspect
 import os
 import re
 from argparse import Action
@@ -35,6 +34,8 @@ from typing import Any
 import pytorch_lightning as pl
 from jsonargparse import DefaultHelpFormatter, Namespace
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+
+from dsm_lightning._signature import init_parameters
 
 __all__ = [
     "DSMCLI",
@@ -260,11 +261,10 @@ class DSMCLI(LightningCLI):
             return
         if hasattr(model, "require_fitted"):  # FinetuneModule: `dsm test` refuses, not warns
             model.require_fitted = True
-        accepted = inspect.signature(type(model).__init__).parameters
-        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
+        accepted = init_parameters(type(model))
         for _, target in (*PARSE_LINKS, *INSTANTIATE_LINKS):
             name = target.rsplit(".", 1)[-1]
-            if takes_any or name in accepted:
+            if name in accepted:
                 continue
             for store in (getattr(model, "_hparams", None), getattr(model, "_hparams_initial", None)):
                 if store is not None and name in store:
