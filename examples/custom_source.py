@@ -136,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     )
     model = DSMLightningModule(
         backbone="tiny3d", backbone_kwargs={"width": s["width"]}, optimizer="adamw", lr=1e-3,
-        temperature=0.1, momentum=0.99, queue_size=s["queue_size"], export_encoder=None,
+        temperature=0.1, momentum=0.99, queue_size=s["queue_size"],
     )
     trainer = common.example_trainer(out, s["epochs"], args.fast)
     trainer.fit(model, datamodule=data)

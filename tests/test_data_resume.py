@@ -44,7 +44,6 @@ model:
     backbone: tiny3d
     backbone_kwargs: {{width: 4}}
     queue_size: 16
-    export_encoder: null
 data:
   class_path: VideoDataModule
   init_args:

@@ -245,8 +245,7 @@ def test_custom_disturbance_runs_the_dsm_command_with_the_speed_kind(tmp_path, s
 def _order_model(**kwargs):
     from examples.temporal_order import TemporalOrderDSM
 
-    settings = dict(backbone="tiny3d", backbone_kwargs={"width": 4}, queue_size=16,
-                    export_encoder=None)
+    settings = dict(backbone="tiny3d", backbone_kwargs={"width": 4}, queue_size=16)
     settings.update(kwargs)
     return TemporalOrderDSM(**settings)
 

@@ -138,7 +138,7 @@ def test_loads_encoder_pt(tmp_path):
 
 
 def test_loads_real_dsm_checkpoint(tmp_path):
-    from dsm_lightning import DSMLightningModule
+    from dsm_lightning import DSMLightningModule, EncoderExport
 
     torch.manual_seed(0)
     module = DSMLightningModule(backbone="tiny3d", backbone_kwargs=TINY, queue_size=64)
@@ -149,7 +149,7 @@ def test_loads_real_dsm_checkpoint(tmp_path):
     }
     clips["label"] = torch.full((16,), -1)
     loader = DataLoader(DictDataset(clips), batch_size=8)
-    fit = trainer(tmp_path, max_steps=2)
+    fit = trainer(tmp_path, max_steps=2, callbacks=[EncoderExport()])
     fit.fit(module, train_dataloaders=loader)
     ckpt = tmp_path / "dsm.ckpt"
     fit.save_checkpoint(ckpt)
@@ -162,7 +162,7 @@ def test_loads_real_dsm_checkpoint(tmp_path):
         if v.is_floating_point() and not torch.equal(v, module.encoder.state_dict()[k])
     ]
     assert different
-    exported = tmp_path / "encoder.pt"  # written by DSMLightningModule at the end of fit
+    exported = tmp_path / "encoder.pt"  # written by EncoderExport at the end of fit
     from_export = FinetuneModule(num_classes=5, pretrained=str(exported))
     assert_same_weights(from_export.encoder, module.encoder)
 

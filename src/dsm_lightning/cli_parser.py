@@ -226,8 +226,8 @@ class DSMCLI(LightningCLI):
 
         ``EncoderExport`` (``encoder.pt`` in the log dir and a report of where fit's outputs
         went), a progress bar that writes plain lines when the output is not a terminal
-        (``LineProgressBar``), and ``save_last=True`` on checkpoint callbacks that leave it
-        unset, so ``last.ckpt`` exists to resume from.
+        (``LineProgressBar``), and ``save_last=True`` on the first checkpoint callback when none
+        sets it, so ``last.ckpt`` exists to resume from.
         """
         from pytorch_lightning.callbacks import ProgressBar
 
@@ -244,9 +244,10 @@ class DSMCLI(LightningCLI):
             callbacks.append(default_progress_bar())
         kwargs["callbacks"] = callbacks
         trainer = super().instantiate_trainer(**kwargs)
-        for checkpoint in trainer.checkpoint_callbacks:
-            if getattr(checkpoint, "save_last", False) is None:
-                checkpoint.save_last = True
+        checkpoints = trainer.checkpoint_callbacks
+        if checkpoints and not any(getattr(c, "save_last", None) for c in checkpoints):
+            if getattr(checkpoints[0], "save_last", False) is None:  # unset, not refused
+                checkpoints[0].save_last = True
         return trainer
 
     def after_instantiate_classes(self) -> None:
