@@ -5,8 +5,11 @@ and the same clip span (``num_frames`` frames every ``stride``), resize to the s
 and return uint8 (C, T, H, W) clips. The bare loop has no sampling logic, no bad-input
 handling and no item determinism, but uses the same fast primitives as the data layer (one
 decoder thread inside workers, a cached libswscale context, numpy's transpose), so the ratio
-is the cost of the DataModule's own logic. (With the per-frame ``frame.reformat`` and torch
-``permute().contiguous()`` idiom a bare loop is ~3x slower than the DataModule.)
+is the cost of the DataModule's own logic, frame-exact decoding included (the frame index
+of each file is built once, by demuxing, and read back from its cache afterwards: the rows
+also report what building and reading an index costs per file). (With the per-frame
+``frame.reformat`` and torch ``permute().contiguous()`` idiom a bare loop is ~3x slower than
+the DataModule.)
 Run: ``python -m benchmarks.bench_data [--quick]``.
 """
 
@@ -24,7 +27,9 @@ import torch
 from av.video.reformatter import VideoReformatter
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
+from dsm_lightning.data import video_io
 from dsm_lightning.data.datamodule import VideoDataModule
+from dsm_lightning.data.frame_index import CACHE, FrameIndex, file_key
 
 
 class BarePyAVClips(Dataset):
@@ -74,6 +79,24 @@ def _clips_per_s(loader, clips_per_item: int, epochs: int) -> float:
     return count / (time.perf_counter() - start)
 
 
+def index_costs(paths: list[str]) -> dict[str, float]:
+    """Milliseconds per file to build a frame index (demux) and to read it from disk."""
+    directory = tempfile.mkdtemp(prefix="bench-index-")
+    start = time.perf_counter()
+    for path in paths:
+        CACHE.put(file_key(path), video_io._build_index(path), directory)
+    build = time.perf_counter() - start
+    CACHE.clear()
+    start = time.perf_counter()
+    for path in paths:
+        index = CACHE.get(file_key(path), directory)
+        assert isinstance(index, FrameIndex)
+    load = time.perf_counter() - start
+    CACHE.clear()
+    return {"index_build_ms_per_file": 1000 * build / len(paths),
+            "index_read_ms_per_file": 1000 * load / len(paths)}
+
+
 def run(quick: bool = False) -> list[dict]:
     """Clips/s of the train loader (classify and pretrain tasks) vs a bare PyAV loop."""
     if quick:
@@ -94,6 +117,7 @@ def run(quick: bool = False) -> list[dict]:
         dm.setup("fit")
         ours = _clips_per_s(dm.train_dataloader(), per_item, epochs)
         paths = [r.path for r in dm.records("train")]
+        costs = index_costs(paths)
         bare_ds = BarePyAVClips(paths, clip["num_frames"], clip["stride"], clip["frame_size"])
         bare = _clips_per_s(
             DataLoader(bare_ds, batch_size=batch, shuffle=True, num_workers=workers),
@@ -110,6 +134,7 @@ def run(quick: bool = False) -> list[dict]:
             "a_per_s": ours,
             "b_per_s": bare,
             "unit": "clips/s",
+            **costs,
         })
     return results
 

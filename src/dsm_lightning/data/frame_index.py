@@ -92,6 +92,7 @@ class FrameIndex:
         self.display_position[self.decode_position] = np.arange(len(self.pts))
         self.key_decode = np.flatnonzero(self.keyframe)  # decode positions of key frames
         self.key_pts = self.pts[self.key_decode]
+        self._position: dict[int, int] | None = None
 
     @classmethod
     def from_packets(
@@ -152,8 +153,9 @@ class FrameIndex:
 
     def frame_of_pts(self, pts: int) -> int:
         """Display position of the frame with timestamp ``pts``, -1 when there is none."""
-        i = int(np.searchsorted(self.display_pts, pts))
-        return i if i < len(self.display_pts) and self.display_pts[i] == pts else -1
+        if self._position is None:  # built on first use: one dict lookup per decoded frame
+            self._position = {int(p): i for i, p in enumerate(self.display_pts)}
+        return self._position.get(pts, -1)
 
     def key_for_frame(self, frame: int) -> int:
         """Index into ``key_pts`` of the last key frame whose pts <= that of ``frame``."""

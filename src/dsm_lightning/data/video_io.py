@@ -17,6 +17,7 @@ to ``frame_size``) and crop a square. Output is uint8.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import time
@@ -456,7 +457,7 @@ class VideoReader:
                 continue
             if limit is not None and packet.pts > limit:
                 return None  # landed past the key frame
-            return packet.pts, _chain(packet, packets)
+            return packet.pts, itertools.chain((packet,), packets)
         return None
 
     def _decode_from_key(self, key: int, wanted: list[int], geometry: _Geometry) -> _Outcome:
@@ -568,11 +569,6 @@ class VideoReader:
                     "by the decoder (damaged or truncated file)"
                 )
         return frames
-
-
-def _chain(first: av.Packet, rest: Iterator[av.Packet]) -> Iterator[av.Packet]:
-    yield first
-    yield from rest
 
 
 def decode_clip(
