@@ -26,8 +26,8 @@ from dsm_lightning.data.video_io import VideoDecodeError, decode_clip, load_fram
 SIZE = 32
 STRIDES = (1, 2, 3, 5)
 CLIP = 4
-NAMES = ("h264_open_gop", "h264_444_open_gop", "mpeg4_bframes", "mpeg4_decode_order_pts",
-         "mpeg2_ps", "vp9", "vfr", "damaged")
+NAMES = ("h264_open_gop", "h264_444_open_gop", "h264_intra_refresh", "mpeg4_bframes",
+         "mpeg4_all_keyframes", "mpeg4_decode_order_pts", "mpeg2_ps", "vp9", "vfr", "damaged")
 # (decoder, frame size, FFmpeg decoder options, decoder threads)
 CONFIGS = {
     "pyav": ("pyav", SIZE, {}, 0),
@@ -114,15 +114,21 @@ def test_every_clip_equals_the_sequential_decode(corpus, name, config, monkeypat
     entry = corpus[name]
     reference = sequential_decode(entry.path, size)
     assert load_frame_index(entry.path).num_frames == entry.num_frames
-    damaged = spoiled = None
+    garbage = spoiled = None
     if entry.damaged_pts is not None:
+        # frames that do not decode to what was encoded (the damaged one and those that
+        # reference it) must be refused; frames outside the damaged frame's group of
+        # pictures (and its up to 3 leading B-frames) must come back
+        native = sequential_decode(entry.path, None)
+        source = entry.source_frames()
+        garbage = {i for i in range(entry.num_frames)
+                   if i not in native or _mad(native[i], source[i]) > 10}
         index = load_frame_index(entry.path)
         damaged = index.frame_of_pts(entry.damaged_pts)
         keys = [index.frame_of_pts(int(p)) for p in index.key_pts]
-        # the damaged frame's group: frames in it (and up to 3 leading B-frames before it)
-        # may be refused, every other clip must come back right
         gop = max(k for k in keys if k <= damaged) - 3, min(k for k in keys if k > damaged)
         spoiled = set(range(*gop))
+        assert damaged in garbage and garbage <= spoiled and len(garbage) > 1
     wrong, refused, checked = [], [], 0
     for clip in _clips(entry.num_frames):
         checked += 1
@@ -137,18 +143,31 @@ def test_every_clip_equals_the_sequential_decode(corpus, name, config, monkeypat
             wrong.append((clip, [round(m, 1) for m in mads]))
     assert checked >= 4 * entry.num_frames - 40
     assert not wrong, f"{len(wrong)} of {checked} clips differ, e.g. {wrong[:3]}"
-    if damaged is None:
+    if garbage is None:
         assert not refused, f"{len(refused)} of {checked} clips refused, e.g. {refused[:2]}"
         return
     refused_clips = [clip for clip, _ in refused]
     for clip in _clips(entry.num_frames):
-        if damaged in clip:
+        if not garbage.isdisjoint(clip):
             assert clip in refused_clips, clip
         elif spoiled.isdisjoint(clip):
             assert clip not in refused_clips, clip
     for clip, message in refused:
         assert os.path.basename(entry.path) in message
         assert int(re.search(r"frame (\d+)", message).group(1)) in clip, message
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n != "damaged"])
+def test_one_reader_reads_clips_in_any_order(corpus, name):
+    """Later reads seek from wherever the previous one stopped (back to frame 0 too)."""
+    entry = corpus[name]
+    reference = sequential_decode(entry.path, SIZE)
+    starts = np.random.default_rng(0).permutation(entry.num_frames - 7)[:24].tolist() + [0]
+    with video_io.VideoReader(entry.path) as reader:
+        for start in starts:
+            clip = list(range(start, start + 8, 2))
+            frames = reader.read_frames(clip, frame_size=SIZE)
+            assert max(_mad(frames[i], reference[i]) for i in clip) <= 1, (name, clip)
 
 
 def test_unusable_timestamps_fall_back_once_per_file(corpus, tmp_path, caplog):

@@ -7,8 +7,10 @@ the wrong position differs from the right one by tens of grey levels.
 | name | codec | container | what makes it hard |
 |---|---|---|---|
 | ``h264_open_gop`` | H.264 High, B-frames | mp4 | open GOPs: leading B-frames of a GOP reference the previous one |
-| ``h264_444_open_gop`` | H.264 High 4:4:4, B-frames | mkv | open GOPs without recovery-point SEI (as many hardware encoders write): after a seek the decoder drops or flags frames |
+| ``h264_444_open_gop`` | H.264 High 4:4:4, B-frames | mkv | open GOPs without recovery-point SEI (as many hardware encoders write): the container's seek points are I-frames FFmpeg does not flag as key frames |
+| ``h264_intra_refresh`` | H.264, periodic intra refresh | mp4 | no I-frames: a key frame is a recovery point, the frames after it are dropped when decoding starts there |
 | ``mpeg4_bframes`` | MPEG-4 Part 2, B-frames | avi | AVI stores no timestamps (FFmpeg derives them, the first is 1) |
+| ``mpeg4_all_keyframes`` | MPEG-4 Part 2, B-frames | avi | the AVI index flags every frame as a key frame (a muxer bug): seeks land on P/B-frames |
 | ``mpeg4_decode_order_pts`` | MPEG-4 Part 2, B-frames | mkv | timestamps in decode order (a bad remux): the decoder's output is not monotonic |
 | ``mpeg2_ps`` | MPEG-2 video, B-frames | mpg (program stream) | seeks bisect the byte stream and land anywhere |
 | ``vp9`` | VP9, alt-ref frames | webm | hidden frames in superframes, no frame count in the header |
@@ -92,9 +94,10 @@ def _encode(path: str, frames: np.ndarray, codec: str, options: dict[str, str],
     return path
 
 
-def _remux(src: str, dst: str, bsf: str | None = None, pts_from_dts: bool = False) -> str:
-    """Copy the video packets of ``src`` to ``dst`` through a bitstream filter, or with each
-    packet's pts replaced by its dts (timestamps in decode order)."""
+def _remux(src: str, dst: str, bsf: str | None = None, pts_from_dts: bool = False,
+           all_key: bool = False) -> str:
+    """Copy the video packets of ``src`` to ``dst``: through a bitstream filter, with each
+    packet's pts replaced by its dts (timestamps in decode order), or each flagged key."""
     with av.open(src) as inp, av.open(dst, "w") as out:
         stream = inp.streams.video[0]
         target = out.add_stream_from_template(stream)
@@ -107,6 +110,8 @@ def _remux(src: str, dst: str, bsf: str | None = None, pts_from_dts: bool = Fals
             for item in packets:
                 if pts_from_dts:
                     item.pts = item.dts
+                if all_key:
+                    item.is_keyframe = True
                 item.stream = target
                 out.mux(item)
     return dst
@@ -142,11 +147,17 @@ def make_corpus(directory: str) -> list[CorpusFile]:
     out[-1] = out[-1]._replace(
         name="h264_444_open_gop",
         path=_remux(with_sei, os.path.join(directory, "h264_444_open_gop.mkv"),
-                    bsf="filter_units=remove_types=6"),  # drop SEI (recovery points)
+                    bsf="filter_units=remove_types=6"),  # drop the SEI (recovery points)
     )
     os.remove(with_sei)
+    add("h264_intra_refresh", "mp4", "libx264", "mp4", 60, 8,
+        options={**_X264, "x264-params": "keyint=12:intra-refresh=1:scenecut=0"})
     avi = add("mpeg4_bframes", "avi", "mpeg4", "avi", 56, 3, options={"bf": "2", "g": "12"},
               bit_rate=800_000)
+    out.append(out[-1]._replace(
+        name="mpeg4_all_keyframes",
+        path=_remux(avi, os.path.join(directory, "mpeg4_all_keyframes.avi"), all_key=True),
+    ))
     out.append(out[-1]._replace(
         name="mpeg4_decode_order_pts", container="matroska",
         path=_remux(avi, os.path.join(directory, "mpeg4_decode_order_pts.mkv"),
