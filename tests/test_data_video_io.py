@@ -124,13 +124,18 @@ def test_frame_index_is_built_once_then_memoised_and_read_from_disk(tmp_path, in
     assert probe_video(path).num_frames == 20
     decode_clip(path, [3, 7])
     assert builds == [path]  # memoised in the process
-    assert len(list(index_dir.rglob("*.npy"))) == 1
+    assert len(list(index_dir.rglob("*.i64"))) == 1
     CACHE.clear()  # a new worker process: the disk entry is used
     assert frame_ids(decode_clip(path, [3, 7], frame_size=16)) == [3, 7]
     assert builds == [path]
     os.utime(path, ns=(1, 1))  # the file changed: its key (path, size, mtime) changed
     assert probe_video(path).num_frames == 20
     assert builds == [path, path]
+    entries = sorted(index_dir.rglob("*.i64"), key=os.path.getmtime)
+    entries[-1].write_bytes(b"not an index")  # a damaged entry is rebuilt, not trusted
+    CACHE.clear()
+    assert frame_ids(decode_clip(path, [19, 0], frame_size=16)) == [19, 0]
+    assert builds == [path, path, path]
 
 
 def test_frame_index_cache_can_be_disabled_or_moved(tmp_path, monkeypatch):
@@ -142,7 +147,7 @@ def test_frame_index_cache_can_be_disabled_or_moved(tmp_path, monkeypatch):
     CACHE.clear()
     with VideoReader(path, index_dir=str(other)) as reader:
         assert reader.info.num_frames == 10
-    assert len(list(other.rglob("*.npy"))) == 1
+    assert len(list(other.rglob("*.i64"))) == 1
     CACHE.clear()
 
 

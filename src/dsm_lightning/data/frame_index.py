@@ -245,9 +245,9 @@ def file_key(path: str) -> tuple[str, int, int]:
 class IndexCache:
     """In-process memo (LRU) in front of an on-disk folder of index files.
 
-    Entries are ``<sha1 of key>.npy`` files written atomically (temporary file, then
-    rename), so concurrent workers never read a partial entry. A folder that cannot be
-    written only disables persistence.
+    Entries are ``<sha1 of key>.i64`` files (``FrameIndex.to_array`` as raw little-endian
+    int64) written atomically (temporary file, then rename), so concurrent workers never
+    read a partial entry. A folder that cannot be written only disables persistence.
     """
 
     def __init__(self, memo_size: int = _MEMO_SIZE) -> None:
@@ -259,7 +259,7 @@ class IndexCache:
     @staticmethod
     def _file(directory: str, key: tuple[str, int, int]) -> str:
         digest = hashlib.sha1(f"{key[0]}\0{key[1]}\0{key[2]}\0{_FORMAT}".encode()).hexdigest()
-        return os.path.join(directory, digest[:2], f"{digest}.npy")
+        return os.path.join(directory, digest[:2], f"{digest}.i64")
 
     def get(self, key: tuple[str, int, int], directory: str | None) -> FrameIndex | None:
         """The memoised or stored index of ``key``, None when there is none."""
@@ -271,8 +271,8 @@ class IndexCache:
         if directory is None:
             return None
         try:
-            index = FrameIndex.from_array(np.load(self._file(directory, key)))
-        except (OSError, ValueError, EOFError):
+            index = FrameIndex.from_array(np.fromfile(self._file(directory, key), dtype="<i8"))
+        except (OSError, ValueError):
             return None
         if index is not None:
             self._remember(key, index)
@@ -288,7 +288,7 @@ class IndexCache:
             os.makedirs(os.path.dirname(target), exist_ok=True)
             handle, temporary = tempfile.mkstemp(dir=os.path.dirname(target), suffix=".tmp")
             with os.fdopen(handle, "wb") as stream:
-                np.save(stream, index.to_array())
+                stream.write(index.to_array().astype("<i8").tobytes())
             os.replace(temporary, target)
         except OSError as err:
             self._write_failed.add(directory)
