@@ -18,7 +18,13 @@ from video_fixtures import (
 )
 
 from dsm_lightning.data import torchcodec_backend, video_io
-from dsm_lightning.data.frame_index import CACHE, INDEX_DIR_ENV, default_index_dir
+from dsm_lightning.data.frame_index import (
+    CACHE,
+    INDEX_DIR_ENV,
+    FrameIndex,
+    IndexCache,
+    default_index_dir,
+)
 from dsm_lightning.data.video_io import (
     MIN_VIDEO_FRAMES,
     VideoDecodeError,
@@ -224,3 +230,18 @@ def test_decoder_argument_is_checked(tmp_path, index_dir, monkeypatch):
     monkeypatch.setattr(torchcodec_backend, "unavailable_reason", lambda: "not here")
     with pytest.raises(ValueError, match="decoder='torchcodec' is not available: not here"):
         decode_clip(path, [0], decoder="torchcodec")
+
+
+def test_index_memo_is_bounded_in_frames_least_recently_used_first():
+    def index(n):
+        return FrameIndex(np.arange(n), np.arange(n), np.ones(n, bool), Fraction(1, 25), 25.0,
+                          4, 4)
+
+    cache = IndexCache(memo_frames=100)
+    for i in range(4):
+        cache.put(("v", i, 0), index(30), None)  # 120 frames > 100: the oldest goes
+    assert cache.get(("v", 0, 0), None) is None
+    assert cache.get(("v", 1, 0), None) is not None  # now the most recently used
+    cache.put(("v", 4, 0), index(30), None)
+    assert [cache.get(("v", i, 0), None) is not None for i in range(5)] == [
+        False, True, False, True, True]

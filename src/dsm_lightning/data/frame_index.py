@@ -46,7 +46,9 @@ USABLE, MISSING_PTS, DUPLICATE_PTS, OUT_OF_ORDER, UNKNOWN_PTS, FRAME_WITHOUT_PTS
 
 _FORMAT = 2  # bump when the on-disk layout or the indexing rules change
 _HEADER = 12
-_MEMO_SIZE = 4096
+# The memo holds at most this many frames over all files (~60 bytes each: a few hundred
+# thousand short clips, or a few dozen films).
+_MEMO_FRAMES = 2_000_000
 
 
 class FrameIndex:
@@ -243,16 +245,17 @@ def file_key(path: str) -> tuple[str, int, int]:
 
 
 class IndexCache:
-    """In-process memo (LRU) in front of an on-disk folder of index files.
+    """In-process memo (least recently used, bounded in frames) in front of an on-disk
+    folder of index files.
 
     Entries are ``<sha1 of key>.i64`` files (``FrameIndex.to_array`` as raw little-endian
     int64) written atomically (temporary file, then rename), so concurrent workers never
     read a partial entry. A folder that cannot be written only disables persistence.
     """
 
-    def __init__(self, memo_size: int = _MEMO_SIZE) -> None:
+    def __init__(self, memo_frames: int = _MEMO_FRAMES) -> None:
         self._memo: OrderedDict[tuple, FrameIndex] = OrderedDict()
-        self._memo_size = memo_size
+        self._memo_frames, self._frames = memo_frames, 0
         self._lock = threading.Lock()
         self._write_failed: set[str] = set()
 
@@ -297,15 +300,17 @@ class IndexCache:
 
     def _remember(self, key: tuple, index: FrameIndex) -> None:
         with self._lock:
+            previous = self._memo.pop(key, None)
+            self._frames += index.num_frames - (previous.num_frames if previous else 0)
             self._memo[key] = index
-            self._memo.move_to_end(key)
-            while len(self._memo) > self._memo_size:
-                self._memo.popitem(last=False)
+            while self._frames > self._memo_frames and len(self._memo) > 1:
+                self._frames -= self._memo.popitem(last=False)[1].num_frames
 
     def clear(self) -> None:
         """Forget the in-process memo (the disk entries stay)."""
         with self._lock:
             self._memo.clear()
+            self._frames = 0
 
 
 #: The process-wide cache used by ``video_io``.
