@@ -435,8 +435,11 @@ class VideoReader:
             targets.append(dts)
         limit = int(index.key_pts[key])
         for target in targets:
-            self._container.seek(target, stream=self._stream, backward=True, any_frame=False)
             self._fresh = False
+            try:
+                self._container.seek(target, stream=self._stream, backward=True, any_frame=False)
+            except av.FFmpegError:
+                continue  # not seekable: read from the start
             landed = self._first_key_packet(limit)
             if landed is not None:
                 return landed
