@@ -7,24 +7,29 @@ Items follow the batch contract of docs/architecture.md: uint8 ``video`` (C, T, 
 reaches workers through the index itself: ``EpochSampler`` yields ``(index, epoch)`` pairs
 (persistent workers never see attribute changes made in the main process).
 
-Bad videos (unreadable, truncated, too short, not a video) are skipped: the worker warns
-with the file name, marks the video in a shared-memory table and returns the next readable
-video instead (deterministic), so a batch never fails because of one file. The owner reads
-the table for the end-of-epoch summary (``take_skip_report``). ``on_error="raise"`` makes
-the first bad file fatal.
+Bad videos (unreadable, truncated, too short, not a video, a clip frame that cannot be
+decoded cleanly) are skipped: the worker warns once with the file name, marks the video in
+a shared-memory table, and then
+
+- training datasets (``substitute_bad=True``, default) return the next readable video
+  instead (deterministic), so a batch never fails or shrinks because of one file;
+- evaluation datasets (``substitute_bad=False``) return a marker item (the item's keys,
+  zero videos and ``"skipped": True``) that ``collate_drop_bad`` removes from the batch, so
+  a bad video is left out of the metrics instead of counted as a copy of another one.
+
+The owner reads the table for per-epoch summaries (``take_skip_report``, ``bad_videos``).
+``on_error="raise"`` makes the first bad file fatal.
 """
 
 from __future__ import annotations
 
-import logging
-import math
 import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, DistributedSampler, get_worker_info
+from torch.utils.data import Dataset, DistributedSampler, default_collate, get_worker_info
 
 from dsm_lightning.data.sampling import (
     ClipSample,
@@ -33,17 +38,40 @@ from dsm_lightning.data.sampling import (
     UniformClipSampler,
 )
 from dsm_lightning.data.sources import VideoRecord
-from dsm_lightning.data.video_io import VideoDecodeError, VideoReader
-
-log = logging.getLogger(__name__)
+from dsm_lightning.data.video_io import VideoDecodeError, VideoReader, check_decoder
 
 ON_ERROR = ("skip", "raise")
 # How many following videos a skipped item may try before giving up.
 _MAX_SUBSTITUTES = 64
 
+#: Key of the marker item an evaluation dataset returns for a bad video.
+SKIPPED = "skipped"
+
 
 class VideoSkippedWarning(UserWarning):
-    """A video could not be used and was replaced by another one."""
+    """A video could not be used (replaced by another one, or left out of evaluation)."""
+
+
+def collate_drop_bad(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """``default_collate`` of the items that are not bad-video markers.
+
+    The batch may therefore be smaller than the loader's batch size. When every item is a
+    marker the result is an empty batch: the same keys, every tensor with batch size 0
+    (e.g. ``video`` (0, C, T, H, W)), which the usual evaluation step code runs through
+    without special cases (features of 0 clips, no metric update); a step may also test
+    ``len(batch["index"]) == 0`` and return early.
+
+    Args:
+        items: Dataset items; markers carry ``"skipped"``.
+
+    Returns:
+        The collated batch of the good items (no ``"skipped"`` key).
+    """
+    good = [item for item in items if SKIPPED not in item]
+    if good:
+        return default_collate(good)
+    batch = default_collate([{k: v for k, v in item.items() if k != SKIPPED} for item in items])
+    return {key: value[:0] for key, value in batch.items()}
 
 
 def item_generator(seed: int, epoch: int, index: int) -> torch.Generator:
@@ -93,8 +121,12 @@ class VideoDataset(Dataset):
         short_video: ``"loop"`` or ``"pad"`` (see ``sampling``).
         random_crop: Random square crop position per item (training) instead of centre.
         seed: Seed of the per-item generators.
-        on_error: ``"skip"`` (warn, count, substitute) or ``"raise"``.
+        on_error: ``"skip"`` (warn, count, then substitute or mark) or ``"raise"``.
         split: Split name used in messages.
+        substitute_bad: Replace a bad video by the next readable one (training); False
+            returns a marker item instead, removed by ``collate_drop_bad`` (evaluation: use
+            ``collate_fn``).
+        decoder: Decoding backend, ``"pyav"`` or ``"torchcodec"`` (see ``video_io``).
 
     Raises:
         ValueError: Invalid argument.
@@ -111,15 +143,19 @@ class VideoDataset(Dataset):
         seed: int = 0,
         on_error: str = "skip",
         split: str = "train",
+        substitute_bad: bool = True,
+        decoder: str = "pyav",
     ) -> None:
         if on_error not in ON_ERROR:
             raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
         if frame_size < 1:
             raise ValueError(f"frame_size must be >= 1, got {frame_size}")
+        check_decoder(decoder)
         self.records = list(records)
         self.num_frames, self.stride, self.frame_size = num_frames, stride, frame_size
         self.short_video, self.random_crop = short_video, random_crop
         self.seed, self.on_error, self.split = seed, on_error, split
+        self.substitute_bad, self.decoder = substitute_bad, decoder
         self.epoch = 0
         # Per-video failure counts, in shared memory so worker processes report back.
         self.failures = torch.zeros(len(self.records), dtype=torch.int32).share_memory_()
@@ -133,11 +169,23 @@ class VideoDataset(Dataset):
         """Epoch used for plain integer indices (``EpochSampler`` passes it explicitly)."""
         self.epoch = epoch
 
+    @property
+    def collate_fn(self):
+        """The loader's collate function: ``collate_drop_bad`` unless bad videos are
+        substituted (then ``default_collate``)."""
+        return default_collate if self.substitute_bad else collate_drop_bad
+
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
         index, epoch = key if isinstance(key, tuple) else (key, self.epoch)
         index = int(index)
         if not 0 <= index < len(self.records):
             raise IndexError(f"index {index} out of range for {len(self.records)} videos")
+        if not self.substitute_bad:
+            try:
+                return self._load(index, item_generator(self.seed, epoch, index))
+            except VideoDecodeError as err:
+                self._mark_bad(index, err, "left out")
+                return self._marker(index)
         n = len(self.records)
         for offset in range(min(n, _MAX_SUBSTITUTES)):
             candidate = (index + offset) % n
@@ -146,21 +194,32 @@ class VideoDataset(Dataset):
             try:
                 return self._load(candidate, item_generator(self.seed, epoch, candidate))
             except VideoDecodeError as err:
-                self._mark_bad(index if offset == 0 else candidate, err)
+                self._mark_bad(candidate, err, "replaced by another video")
         raise RuntimeError(
             f"{self.split}: no readable video among the {min(n, _MAX_SUBSTITUTES)} videos "
             f"from index {index}; see the warnings above"
         )
 
-    def _mark_bad(self, index: int, err: Exception) -> None:
+    def _mark_bad(self, index: int, err: Exception, action: str) -> None:
         if self.on_error == "raise":
             raise err
         first = int(self.failures[index]) == 0
         self.failures[index] += 1
-        if first:
-            message = f"skipping video {self.records[index].path} ({self.split}): {err}"
-            warnings.warn(message, VideoSkippedWarning, stacklevel=2)
-            log.warning(message)
+        if first:  # one warning per video (the end-of-epoch summary counts repeats)
+            message = f"skipping video {self.records[index].path} ({self.split}, {action}): {err}"
+            warnings.warn(message, VideoSkippedWarning, stacklevel=3)
+
+    def _marker(self, index: int) -> dict[str, Any]:
+        """The item of a bad video in an evaluation dataset (zero videos, ``skipped``)."""
+        videos = {key: torch.zeros(shape, dtype=torch.uint8)
+                  for key, shape in self._video_shapes().items()}
+        return {**self._item(index, **videos), SKIPPED: torch.tensor(True)}
+
+    def _clip_shape(self) -> tuple[int, int, int, int]:
+        return 3, self.num_frames, self.frame_size, self.frame_size
+
+    def _video_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {"video": self._clip_shape()}
 
     def take_skip_report(self) -> dict[str, int]:
         """Skips since the previous call: ``{path: times}`` (main process; resets the delta)."""
@@ -180,14 +239,10 @@ class VideoDataset(Dataset):
         """Open a video; returns (reader, first frame of the segment, segment length)."""
         record = self.records[index]
         threads = 1 if get_worker_info() is not None else 0
-        reader = VideoReader(record.path, threads=threads)
-        total = reader.info.num_frames
-        first, length = 0, total
+        reader = VideoReader(record.path, threads=threads, decoder=self.decoder)
+        first, length = 0, reader.info.num_frames
         if record.start_sec is not None and record.end_sec is not None:
-            fps = reader.info.fps
-            first = min(total - 1, max(0, int(math.floor(record.start_sec * fps))))
-            last = min(total, int(math.ceil(record.end_sec * fps)))
-            length = max(1, last - first)
+            first, length = reader.frame_range(record.start_sec, record.end_sec)
         return reader, first, length
 
     def _crop_offset(self, generator: torch.Generator) -> tuple[float, float]:
@@ -235,6 +290,9 @@ class PretrainClipDataset(VideoDataset):
         kwargs.setdefault("random_crop", True)
         super().__init__(records, **kwargs)
         self.sampler = PairClipSampler(self.num_frames, self.stride, min_gap, self.short_video)
+
+    def _video_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {"video": self._clip_shape(), "video_shift": self._clip_shape()}
 
     def _load(self, index: int, generator: torch.Generator) -> dict[str, Any]:
         reader, first, length = self._open(index)
@@ -288,6 +346,9 @@ class MultiViewClipDataset(VideoDataset):
         super().__init__(records, **kwargs)
         self.n_clips = n_clips
         self.sampler = UniformClipSampler(self.num_frames, self.stride, n_clips, self.short_video)
+
+    def _video_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {"video": (self.n_clips, *self._clip_shape())}
 
     def _load(self, index: int, generator: torch.Generator) -> dict[str, Any]:
         reader, first, length = self._open(index)
