@@ -18,7 +18,6 @@ from pytorch_lightning.loggers import CSVLogger
 from torch.utils.data import DataLoader
 from video_fixtures import copy_video, frame_ids, make_bad_files, make_known_video
 
-from dsm_lightning.data import datamodule as datamodule_module
 from dsm_lightning.data.datamodule import VideoDataModule
 from dsm_lightning.data.datasets import (
     EpochSampler,
@@ -520,9 +519,5 @@ def test_evaluation_reports_the_videos_left_out(tmp_path, known_dir):
     reports = [str(w.message) for w in caught if str(w.message).startswith("split 'test'")]
     assert len(reports) == 1 and "broken.mp4" in reports[0], reports
     assert _metric_rows(logger.log_dir, "data/left_out_videos/test") == [1.0]
-    # TODO(merge p1-decode): with collate_drop_bad merged only the branch `== [0, 1]` stays
-    if datamodule_module.collate_drop_bad is not None:
-        assert "left out of the metrics" in reports[0]
-        assert sorted(model.seen["test"]) == [0, 1]  # the bad video is not in the metrics
-    else:
-        assert len(model.seen["test"]) == 3  # before the merge: replaced by a good video
+    assert "left out of the metrics" in reports[0]
+    assert sorted(model.seen["test"]) == [0, 1]  # the bad video is not in the metrics

@@ -11,7 +11,6 @@ batch it stopped at, so a run resumed from a checkpoint is the uninterrupted run
 from __future__ import annotations
 
 import functools
-import inspect
 import logging
 import math
 import warnings
@@ -52,26 +51,16 @@ from dsm_lightning.data.sources import (
     create_source,
     drop_missing,
 )
+from dsm_lightning.data.video_io import DECODERS
 from dsm_lightning.disturb.transform import ClipTransform
 from dsm_lightning.disturb.triplet import TripletBuilder
 from dsm_lightning.disturb.views import ViewBuilder
-
-# TODO(merge p1-decode): the decoding branch adds `decoder=` and `substitute_bad=` to the
-# datasets and `collate_drop_bad` to data/datasets.py. Once merged: import collate_drop_bad
-# directly, pass both keywords unconditionally (`_common`) and delete `_DATASET_ARGS` and
-# this fallback.
-try:
-    from dsm_lightning.data.datasets import collate_drop_bad  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover - until the decoding branch is merged
-    collate_drop_bad = None
-_DATASET_ARGS = frozenset(inspect.signature(VideoDataset.__init__).parameters)
 
 __all__ = ["DECODERS", "TASKS", "VideoDataModule", "device_generator", "log_skip_summary"]
 
 log = logging.getLogger(__name__)
 
 TASKS = ("pretrain", "classify", "retrieval")
-DECODERS = ("pyav", "torchcodec")
 #: Location arguments forwarded to a named source (those it accepts).
 LOCATION_ARGS = ("root", "annotations", "split", "test_root", "val_annotations",
                  "test_annotations", "cache_dir")
@@ -272,7 +261,6 @@ class VideoDataModule(pl.LightningDataModule):
                 for item in source.skipped:
                     message = f"skipping {item.item} ({item.split}): {item.reason}"
                     warnings.warn(message, VideoSkippedWarning, stacklevel=2)
-                    log.warning(message)
             self.skipped_at_setup = list(source.skipped)
             self._source = source
         if stage == "fit":
@@ -370,11 +358,7 @@ class VideoDataModule(pl.LightningDataModule):
         hp = self.hparams
         kwargs = dict(num_frames=hp.num_frames, stride=hp.stride, frame_size=hp.frame_size,
                       short_video=hp.short_video, seed=hp.seed, on_error=hp.on_error,
-                      split=split)
-        if "decoder" in _DATASET_ARGS:
-            kwargs["decoder"] = hp.decoder
-        if "substitute_bad" in _DATASET_ARGS:
-            kwargs["substitute_bad"] = not evaluation
+                      split=split, decoder=hp.decoder, substitute_bad=not evaluation)
         return kwargs
 
     def dataset(self, kind: str, split: str, n_clips: int = 1, random_clip: bool = False,
@@ -422,8 +406,7 @@ class VideoDataModule(pl.LightningDataModule):
                 sampler = EpochSampler(dataset, num_replicas=1, rank=0, shuffle=shuffle,
                                        seed=hp.seed, drop_last=False)
             cls = VideoLoader
-            if collate_drop_bad is not None:
-                extra = {"collate_fn": collate_drop_bad}
+            extra = {"collate_fn": dataset.collate_fn}
         workers = hp.num_workers
         loader = cls(
             dataset,

@@ -70,7 +70,6 @@ def log_skip_summary(dataset: VideoDataset, epoch: int | None = None) -> dict[st
         else:
             message = f"{where}: {len(report)} bad video(s) left out of the metrics: {listed}"
         warnings.warn(message, VideoSkippedWarning, stacklevel=2)
-        log.warning(message)
     return report
 
 
