@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, Dataset, get_worker_info
 from dsm_lightning.data import video_io
 from dsm_lightning.data.datamodule import VideoDataModule
 from dsm_lightning.data.frame_index import CACHE, FrameIndex, file_key
+from dsm_lightning.data.sources import SyntheticSource
 
 
 class BarePyAVClips(Dataset):
@@ -111,15 +112,16 @@ def run(quick: bool = False) -> list[dict]:
     """Clips/s of the train loader (classify and pretrain tasks) vs a bare PyAV loop."""
     if quick:
         cache = tempfile.mkdtemp(prefix="bench-data-")
-        setting = dict(synthetic_classes=2, synthetic_videos=4, synthetic_eval_videos=1,
-                       synthetic_frames=16, synthetic_size=32, cache_dir=cache)
+        setting = dict(num_classes=2, videos_per_class=4, eval_videos_per_class=1,
+                       num_frames=16, size=32, cache_dir=cache)
         clip = dict(num_frames=4, stride=2, frame_size=32, crop_size=28)
         workers, batch, epochs = 0, 4, 1
     else:
         setting = dict()  # the default synthetic set: 8 classes x 48 videos, 64 px, 48 frames
         clip = dict(num_frames=16, stride=2, frame_size=64, crop_size=56)
         workers, batch, epochs = 2, 16, 3
-    common = dict(num_workers=workers, batch_size=batch, drop_last=False, **setting, **clip)
+    common = dict(num_workers=workers, batch_size=batch, drop_last=False,
+                  source=SyntheticSource(**setting), **clip)
     results = []
     for task, per_item in (("classify", 1), ("pretrain", 2)):
         dm = VideoDataModule(task=task, **common)

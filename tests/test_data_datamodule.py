@@ -6,7 +6,6 @@ import csv
 import json
 import os
 import re
-import time
 import warnings
 from types import SimpleNamespace
 
@@ -137,11 +136,9 @@ def test_workers_and_shards_give_identical_items(tmp_path):
 # ----------------------------------------------------------------------------- synthetic
 
 
-def test_synthetic_generation_is_fast_deterministic_and_cached(tmp_path):
+def test_synthetic_generation_is_deterministic_and_cached(tmp_path):
     settings = synthetic_settings(4, 4, 2, 16, 32, 0.75, seed=5)
-    start = time.perf_counter()
     manifest = generate_synthetic(str(tmp_path / "a"), settings, workers=1, progress=False)
-    assert time.perf_counter() - start < 10  # ~1 s on an idle core
     again = generate_synthetic(str(tmp_path / "b"), settings, workers=1, progress=False)
     assert manifest["splits"] == again["splits"]
     for split in ("train", "balanced_test_static"):
@@ -351,13 +348,9 @@ def test_decoder_reaches_the_datasets(known_dir, monkeypatch):
     class Capture(datamodule.PretrainClipDataset):
         def __init__(self, records, **kwargs):
             seen.update(kwargs)
-            kwargs.pop("decoder", None)
-            kwargs.pop("substitute_bad", None)
             super().__init__(records, **kwargs)
 
     monkeypatch.setattr(datamodule, "PretrainClipDataset", Capture)
-    monkeypatch.setattr(datamodule, "_DATASET_ARGS",
-                        datamodule._DATASET_ARGS | {"decoder", "substitute_bad"})
     dm = VideoDataModule(source="folder", root=str(known_dir / "train"), num_workers=0,
                          decoder="torchcodec", **CLIP)
     dm.dataset("pretrain", "train")
@@ -520,4 +513,7 @@ def test_evaluation_reports_the_videos_left_out(tmp_path, known_dir):
     assert len(reports) == 1 and "broken.mp4" in reports[0], reports
     assert _metric_rows(logger.log_dir, "data/left_out_videos/test") == [1.0]
     assert "left out of the metrics" in reports[0]
-    assert sorted(model.seen["test"]) == [0, 1]  # the bad video is not in the metrics
+    records = dm.records("test")
+    bad = next(i for i, r in enumerate(records) if r.path.endswith("broken.mp4"))
+    # the bad video is not in the metrics, and no other video stands in for it
+    assert sorted(model.seen["test"]) == sorted(set(range(len(records))) - {bad})
