@@ -20,6 +20,10 @@ _EXPORTS: dict[str, str] = {
     "DSMLightningModule": "dsm_lightning.modules.dsm",
     "DSMIntraModule": "dsm_lightning.modules.dsm_intra",
     "DSMTripletModule": "dsm_lightning.modules.dsm_triplet",
+    "BEModule": "dsm_lightning.modules.be",
+    "FAMEModule": "dsm_lightning.modules.fame",
+    "BackgroundErasingBuilder": "dsm_lightning.disturb.background_erasing",
+    "FAMEBuilder": "dsm_lightning.disturb.fame",
     "FinetuneModule": "dsm_lightning.modules.finetune",
     "RetrievalModule": "dsm_lightning.modules.retrieval",
     "VideoDataModule": "dsm_lightning.data.datamodule",
@@ -39,6 +43,10 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = [
+    "BEModule",
+    "BackgroundErasingBuilder",
+    "FAMEBuilder",
+    "FAMEModule",
     "ContrastiveModule",
     "DSMIntraModule",
     "DSMLightningModule",
@@ -69,14 +77,18 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from dsm_lightning.callbacks.media import TripletMediaLogger
     from dsm_lightning.callbacks.progress import LineProgressBar
     from dsm_lightning.data.datamodule import VideoDataModule
+    from dsm_lightning.disturb.background_erasing import BackgroundErasingBuilder
+    from dsm_lightning.disturb.fame import FAMEBuilder
     from dsm_lightning.disturb.triplet import TripletBuilder
     from dsm_lightning.models.encoder_io import EncoderLoadError, load_encoder, save_encoder
     from dsm_lightning.models.heads import ProjectionHead
     from dsm_lightning.models.registry import create_backbone, list_backbones, register_backbone
     from dsm_lightning.modules.base import ContrastiveModule
+    from dsm_lightning.modules.be import BEModule
     from dsm_lightning.modules.dsm import DSMLightningModule
     from dsm_lightning.modules.dsm_intra import DSMIntraModule
     from dsm_lightning.modules.dsm_triplet import DSMTripletModule
+    from dsm_lightning.modules.fame import FAMEModule
     from dsm_lightning.modules.finetune import FinetuneModule
     from dsm_lightning.modules.moco import MoCoModule
     from dsm_lightning.modules.retrieval import RetrievalModule

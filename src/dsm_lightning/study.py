@@ -12,7 +12,9 @@ The configuration has the style of ``dsm fit`` (see examples/configs/study_synth
     splits: {...}             # StudySplits: biased / balanced / swapped split names
     n_clips: 2                # temporal windows averaged per evaluation video
     random_baseline: true     # a random-init encoder of the first method's backbone
-    encoders: {name: path}    # encoder.pt / .ckpt files scored without pretraining
+    encoders:                 # encoder files scored without pretraining
+      theirs: runs/x/encoder.pt            # encoder.pt or a Lightning .ckpt
+      mine: {path: mine.pt, backbone: {class_path: my.Net, init_args: {...}}}  # own module
 
 Each method is pretrained exactly as ``dsm fit`` would run its merged configuration (which
 is saved as ``<out_dir>/<method>/config.yaml`` and re-runs with ``dsm fit --config``); its
@@ -20,7 +22,10 @@ is saved as ``<out_dir>/<method>/config.yaml`` and re-runs with ``dsm fit --conf
 scored by ``dsm_lightning.evaluation.study`` on the evaluation splits of the same data (the
 data section with ``task: classify``) and one table is printed and written to
 ``report.md`` / ``report.json``. With no ``methods``, only ``encoders`` are scored: the
-scene-bias report as a tool for any model.
+scene-bias report as a tool for any model. Any labelled data works: ``splits`` names the
+data's splits; without balanced or swapped splits (``null``) the table keeps the rows it can
+compute. Each encoder file is fed clips normalised with its own statistics (``encoder.pt``
+``normalization``), whatever the data section's transform uses.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import json
 import logging
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -116,13 +121,122 @@ def _eval_datamodule(data: Mapping[str, Any]) -> Any:
     return parser.instantiate_classes(parser.parse_object({"data": cfg})).data
 
 
-def _random_encoder(meta: Mapping[str, Any], seed: int) -> nn.Module | None:
+#: Keys of an ``encoders`` entry given as a mapping.
+ENCODER_KEYS = ("path", "backbone", "backbone_kwargs")
+
+
+def _build_module(spec: Mapping[str, Any]) -> nn.Module:
+    """A user's network from ``{"class_path": "pkg.mod.Class", "init_args": {...}}``."""
+    import importlib
+
+    path = spec.get("class_path")
+    if not isinstance(path, str) or "." not in path or set(spec) - {"class_path", "init_args"}:
+        raise ValueError("a backbone module is {class_path: package.module.Class, init_args: "
+                         f"{{...}}}}, got {dict(spec)}")
+    module_name, _, class_name = path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as error:
+        raise ValueError(f"backbone class_path {path!r} cannot be imported: {error}") from error
+    module = cls(**dict(spec.get("init_args") or {}))
+    if not isinstance(module, nn.Module):
+        raise ValueError(f"backbone {path} is a {type(module).__name__}, not an nn.Module")
+    return module
+
+
+class _EncoderSpec:
+    """One ``encoders`` entry: a file and, for a user's network, how to build it."""
+
+    def __init__(self, name: str, entry: str | Mapping[str, Any]) -> None:
+        entry = {"path": entry} if isinstance(entry, (str, Path)) else dict(entry)
+        unknown = set(entry) - set(ENCODER_KEYS)
+        if unknown or not entry.get("path"):
+            raise ValueError(f"encoders.{name} is a path or {{path, backbone, backbone_kwargs}}, "
+                             f"got keys {sorted(entry)}")
+        self.name, self.path = name, str(entry["path"])
+        self.backbone = entry.get("backbone")
+        self.backbone_kwargs = entry.get("backbone_kwargs")
+        if self.backbone is not None and not isinstance(self.backbone, (str, Mapping)):
+            raise ValueError(f"encoders.{name}.backbone is a registry name or {{class_path, "
+                             f"init_args}}, got {self.backbone!r}")
+
+    def build(self) -> nn.Module | str | None:
+        """The backbone argument of ``load_encoder``: a fresh module, a name or None."""
+        if isinstance(self.backbone, Mapping):
+            return _build_module(self.backbone)
+        return self.backbone
+
+    def load(self) -> tuple[nn.Module, dict[str, Any]]:
+        """``load_encoder`` of the file into the given (or the file's) backbone."""
+        from dsm_lightning.models.encoder_io import EncoderLoadError, load_encoder
+
+        try:
+            return load_encoder(self.path, backbone=self.build(),
+                                backbone_kwargs=self.backbone_kwargs)
+        except EncoderLoadError as error:
+            if self.backbone is not None or "user module" not in str(error):
+                raise
+            raise EncoderLoadError(
+                f"encoders.{self.name}: {self.path} holds a network that is not in the "
+                "registry: give it as {path: ..., backbone: {class_path: package.module.Net, "
+                "init_args: {...}}}") from error
+
+
+def _random_encoder(
+    meta: Mapping[str, Any], spec: _EncoderSpec | None, seed: int
+) -> nn.Module | None:
+    """A random-init copy of the first encoder's backbone (None when it cannot be rebuilt)."""
+    from dsm_lightning.models.backbones import as_backbone
     from dsm_lightning.models.registry import create_backbone
 
-    if meta.get("backbone") is None:
-        return None  # a user module: the registry cannot rebuild it
     torch.manual_seed(seed)
-    return create_backbone(meta["backbone"], **dict(meta.get("backbone_kwargs") or {}))
+    if spec is not None and isinstance(spec.backbone, Mapping):
+        return as_backbone(spec.build())
+    name = spec.backbone if spec is not None and isinstance(spec.backbone, str) else (
+        meta.get("backbone"))
+    if name is None:
+        return None  # a user module given without its class: nothing to rebuild
+    kwargs = spec.backbone_kwargs if spec is not None and spec.backbone_kwargs is not None else (
+        meta.get("backbone_kwargs"))
+    return create_backbone(name, **dict(kwargs or {}))
+
+
+def _renormalize(
+    transform: Callable[[dict[str, Any]], dict[str, Any]],
+    data_stats: tuple[Sequence[float], Sequence[float]],
+    meta: Mapping[str, Any],
+) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """``transform``, re-normalised to the encoder's own mean / std when they differ."""
+    norm = meta.get("normalization") or {}
+    mean, std = norm.get("mean"), norm.get("std")
+    if mean is None or std is None or (
+        [float(v) for v in mean] == [float(v) for v in data_stats[0]]
+        and [float(v) for v in std] == [float(v) for v in data_stats[1]]):
+        return transform
+
+    def apply(batch: dict[str, Any]) -> dict[str, Any]:
+        batch = transform(batch)
+        video = batch["video"]  # (..., 3, T, H, W)
+
+        def channels(values: Sequence[float]) -> torch.Tensor:
+            return torch.tensor([float(v) for v in values], device=video.device).view(3, 1, 1, 1)
+
+        raw = video.float() * channels(data_stats[1]) + channels(data_stats[0])
+        return dict(batch, video=((raw - channels(mean)) / channels(std)).to(video.dtype))
+
+    return apply
+
+
+def _check_splits(splits: StudySplits, available: Sequence[str]) -> None:
+    """Every split the study reads must exist in the data.
+
+    Raises:
+        ValueError: naming the missing splits and the available ones.
+    """
+    missing = [name for name in splits.normal() if name not in available]
+    if missing:
+        raise ValueError(f"splits {missing} are not in the data (available: {list(available)}); "
+                         "set `splits` (e.g. balanced_train: null) to the data's split names")
 
 
 def run_study(
@@ -133,7 +247,7 @@ def run_study(
     splits: StudySplits | None = None,
     n_clips: int = 2,
     random_baseline: bool = True,
-    encoders: dict[str, str] | None = None,
+    encoders: dict[str, str | dict[str, Any]] | None = None,
     only: list[str] | None = None,
     seed_everything: int = 0,
     progress: bool = True,
@@ -150,7 +264,10 @@ def run_study(
         splits: evaluation split names (defaults: the synthetic source's).
         n_clips: temporal windows averaged per evaluation video.
         random_baseline: add a random-init encoder of the first encoder's backbone.
-        encoders: name -> ``encoder.pt`` / ``.ckpt`` path scored without pretraining.
+        encoders: name -> an ``encoder.pt`` / ``.ckpt`` path, or ``{"path": ..., "backbone":
+            <registry name or {"class_path": "pkg.Net", "init_args": {...}}>,
+            "backbone_kwargs": {...}}`` for a file whose network is not in the registry (a
+            user's module); scored without pretraining.
         only: run just these methods (names from ``methods``).
         seed_everything: seed of every pretraining and of the random baseline.
         progress: progress lines / bars for feature extraction.
@@ -159,7 +276,8 @@ def run_study(
         The report: ``results`` per encoder, ``pretraining`` runs, ``seconds``, ``table``.
 
     Raises:
-        ValueError: nothing to score, an unknown name in ``only``, or a bad method entry.
+        ValueError: nothing to score, an unknown name in ``only``, a bad method or encoder
+            entry, or a split name the data does not have.
     """
     from dsm_lightning.models.encoder_io import load_encoder
 
@@ -173,6 +291,7 @@ def run_study(
         methods = {name: methods[name] for name in only}
     if not methods and not encoders:
         raise ValueError("nothing to score: give methods to pretrain and/or encoders files")
+    specs = {name: _EncoderSpec(name, entry) for name, entry in (encoders or {}).items()}
     splits = splits or StudySplits()
     import pytorch_lightning  # noqa: F401 - sets its logger's level on import; then ours wins
 
@@ -186,6 +305,7 @@ def run_study(
     eval_dm.prepare_data()
     eval_dm.setup("test")
     class_names = list(eval_dm.class_names)
+    _check_splits(splits, eval_dm.split_names)
     t_data = time.perf_counter() - t0
 
     runs: dict[str, dict[str, Any]] = {}
@@ -198,14 +318,15 @@ def run_study(
     loaded: dict[str, tuple[nn.Module, dict[str, Any]]] = {}
     for name, run in runs.items():
         loaded[name] = load_encoder(run["encoder"])
-    for name, path in (encoders or {}).items():
-        loaded[name] = load_encoder(path)
-    scored: dict[str, nn.Module] = {}
+    for name, spec in specs.items():
+        loaded[name] = spec.load()
+    scored: dict[str, tuple[nn.Module, dict[str, Any]]] = {}
     if random_baseline and loaded:
-        random = _random_encoder(next(iter(loaded.values()))[1], seed_everything)
+        first = next(iter(loaded))
+        random = _random_encoder(loaded[first][1], specs.get(first), seed_everything)
         if random is not None:
-            scored["random"] = random
-    scored.update({name: module for name, (module, _) in loaded.items()})
+            scored["random"] = (random, loaded[first][1])
+    scored.update(loaded)
 
     def batches_of(split: str) -> Any:
         return eval_dm.clip_dataloader(split, n_clips=n_clips)
@@ -213,18 +334,22 @@ def run_study(
     def transform(batch: dict[str, Any]) -> dict[str, Any]:
         return eval_dm.on_after_batch_transfer(batch, 0)
 
+    data_stats = (eval_dm.transform.mean, eval_dm.transform.std)
     results = {}
-    for name, encoder in scored.items():
-        feats = study_features(encoder, batches_of, splits, transform, progress=progress)
+    for name, (encoder, meta) in scored.items():
+        feats = study_features(encoder, batches_of, splits,
+                               _renormalize(transform, data_stats, meta), progress=progress)
         results[name] = evaluate_features(name, feats, splits, class_names, out_dir=out)
 
     total = time.perf_counter() - t0
     table = format_study_table(results, chance=1.0 / len(class_names))
     labels = {name: run["method"] for name, run in runs.items()}
+    labels.update({name: f"{spec.path} ({loaded[name][1].get('method') or 'method unknown'})"
+                   for name, spec in specs.items()})
     legend = ", ".join(f"{name} = {cls}" for name, cls in labels.items())
     report = {
         "results": results, "pretraining": runs, "methods": labels,
-        "encoders": dict(encoders or {}),
+        "encoders": {name: spec.path for name, spec in specs.items()},
         "seconds": {"data": t_data, "total": total,
                     **{f"pretrain_{m}": r["seconds"] for m, r in runs.items()}},
         "table": table,

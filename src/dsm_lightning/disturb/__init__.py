@@ -7,9 +7,12 @@
   augmentation, evaluation crops, normalisation).
 - ``views``: ``ViewBuilder``, the contract of the pretraining view builders.
 - ``triplet``: ``TripletBuilder``, the DSM view builder composing them.
+- ``background_erasing`` / ``fame``: the view builders of two other scene-bias remedies.
 - ``visualize``: PNG grid / GIF of a triplet, image of a warp field.
 """
 
+from dsm_lightning.disturb.background_erasing import BackgroundErasingBuilder, background_erasing
+from dsm_lightning.disturb.fame import FAMEBuilder, foreground_mask, merge_foreground
 from dsm_lightning.disturb.simple import (
     KINETICS_MEAN,
     KINETICS_STD,
@@ -51,6 +54,11 @@ from dsm_lightning.disturb.visualize import (
 )
 
 __all__ = [
+    "BackgroundErasingBuilder",
+    "FAMEBuilder",
+    "background_erasing",
+    "foreground_mask",
+    "merge_foreground",
     "ClipTransform",
     "FRAME_KINDS",
     "KINETICS_MEAN",

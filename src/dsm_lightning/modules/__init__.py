@@ -13,6 +13,8 @@ _EXPORTS = {
     "DSMLightningModule": "dsm_lightning.modules.dsm",
     "DSMIntraModule": "dsm_lightning.modules.dsm_intra",
     "DSMTripletModule": "dsm_lightning.modules.dsm_triplet",
+    "BEModule": "dsm_lightning.modules.be",
+    "FAMEModule": "dsm_lightning.modules.fame",
     "FinetuneModule": "dsm_lightning.modules.finetune",
     "RetrievalModule": "dsm_lightning.modules.retrieval",
 }
