@@ -120,3 +120,167 @@ def test_table_has_one_column_per_encoder_and_every_available_row(tmp_path):
     contrasted = next(line for line in lines if "contrasted acc" in line)
     assert contrasted.split()[-2] == "75.0"
     assert "chance level 25.0%" in lines[-1]
+
+
+# ------------------------------------------------------------------ `dsm study` end to end
+
+S_TINY = 32
+
+
+def _study_config(tmp_path, cache, **extra) -> str:
+    """A seconds-long study on a tiny synthetic source (4 classes, 32 px, 1 epoch)."""
+    import yaml
+
+    common = {"backbone": "tiny3d", "backbone_kwargs": {"width": 4}, "queue_size": 32,
+              "optimizer": "adamw", "lr": 1e-3}
+    moco = {"class_path": "TripletBuilder",
+            "init_args": {"spatial_prob": 0.0, "negative_kinds": []}}
+    config = {
+        "seed_everything": 0, "out_dir": str(tmp_path / "out"), "n_clips": 1,
+        "trainer": {"accelerator": "cpu", "devices": 1, "max_epochs": 1,
+                    "enable_model_summary": False},
+        "data": {"class_path": "VideoDataModule", "init_args": {
+            "task": "pretrain", "num_frames": 4, "stride": 2, "frame_size": S_TINY,
+            "crop_size": S_TINY, "batch_size": 4, "num_workers": 0,
+            "source": {"class_path": "SyntheticSource", "init_args": {
+                "num_classes": K, "videos_per_class": 4, "eval_videos_per_class": 2,
+                "num_frames": 16, "size": S_TINY, "cache_dir": cache}}}},
+        "methods": {
+            "be": {"model": {"class_path": "BEModule", "init_args": common},
+                   "augment": {"class_path": "BackgroundErasingBuilder",
+                               "init_args": {"base": moco}}},
+            "fame": {"model": {"class_path": "FAMEModule", "init_args": common},
+                     "augment": {"class_path": "FAMEBuilder"}},
+        },
+        **extra,
+    }
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> str:
+    return str(tmp_path_factory.mktemp("synthetic"))
+
+
+@pytest.fixture(autouse=True)
+def _plain_argv(monkeypatch):
+    import sys
+
+    monkeypatch.setattr(sys, "argv", ["dsm"])
+
+
+def _report(out) -> dict:
+    import json
+
+    return json.loads((out / "report.json").read_text())
+
+
+def test_dsm_study_pretrains_the_remedies_and_reports_one_table(tmp_path, cache, capsys):
+    from dsm_lightning.cli import main
+
+    assert main(["study", "--config", _study_config(tmp_path, cache)]) == 0
+    out = tmp_path / "out"
+    report = _report(out)
+    assert list(report["results"]) == ["random", "be", "fame"]
+    assert report["methods"] == {"be": "BEModule", "fame": "FAMEModule"}
+    header = report["table"].splitlines()[0].split()
+    assert header[-3:] == ["random", "be", "fame"]
+    for name in ("be", "fame"):
+        assert set(report["results"][name]) == {key for key, _ in STUDY_ROWS}
+        assert report["seconds"][f"pretrain_{name}"] > 0
+        assert (out / name / "encoder.pt").is_file() and (out / name / "config.yaml").is_file()
+        assert (out / f"scene_bias_{name}.png").is_file()
+        assert (out / f"scene_bias_{name}.json").is_file()
+        from dsm_lightning.models import load_encoder
+
+        assert load_encoder(out / name / "encoder.pt")[1]["method"] == name
+    assert "contrasted acc" in (out / "report.md").read_text()
+    assert "columns: be = BEModule, fame = FAMEModule" in capsys.readouterr().out
+
+
+def _ckpt(path, encoder) -> None:
+    """A Lightning checkpoint as pretraining writes it (prefixed encoder keys, hyperparameters)."""
+    state = {f"encoder.{k}": v for k, v in encoder.state_dict().items()}
+    state.update({f"momentum_encoder.{k}": v + 1 for k, v in encoder.state_dict().items()})
+    torch.save({"state_dict": state, "pytorch-lightning_version": "2.0.0",
+                "hyper_parameters": {"backbone": "tiny3d", "backbone_kwargs": {"width": 4}},
+                "encoder_method": "moco"}, path)
+
+
+def test_dsm_study_scores_encoder_files_and_a_users_module_on_the_splits_given(
+        tmp_path, cache, monkeypatch):
+    """No pretraining: an encoder.pt, a .ckpt and a user's network (by class_path), scored on
+    biased splits only (the data has no balanced or swapped split here): the table keeps the
+    rows it can compute."""
+    from _user_backbone import MyNet
+
+    from dsm_lightning.cli import main
+    from dsm_lightning.models import create_backbone, save_encoder
+    from dsm_lightning.models.backbones import as_backbone
+
+    monkeypatch.syspath_prepend(str(__import__("pathlib").Path(__file__).parent))
+    torch.manual_seed(1)
+    tiny = create_backbone("tiny3d", width=4)
+    save_encoder(tmp_path / "tiny.pt", tiny, "tiny3d", {"width": 4}, method="dsm",
+                 mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))  # its own normalisation
+    _ckpt(tmp_path / "last.ckpt", create_backbone("tiny3d", width=4))
+    mine = as_backbone(MyNet())
+    save_encoder(tmp_path / "mine.pt", mine, None, method="mine")
+    encoders = {
+        "file": str(tmp_path / "tiny.pt"),
+        "ckpt": str(tmp_path / "last.ckpt"),
+        "mine": {"path": str(tmp_path / "mine.pt"),
+                 "backbone": {"class_path": "_user_backbone.MyNet"}},
+    }
+    splits = {"biased_train": "train", "biased_test": "test", "balanced_train": None,
+              "balanced_test": None, "swapped_test": None}
+    config = _study_config(tmp_path, cache, methods={}, encoders=encoders, splits=splits)
+    assert main(["study", "--config", config]) == 0
+    report = _report(tmp_path / "out")
+    assert list(report["results"]) == ["random", "file", "ckpt", "mine"]
+    assert report["pretraining"] == {}
+    rows = {"biased_probe/test", "biased_probe/test_static", "scene_bias/gain"}
+    for name, result in report["results"].items():
+        assert set(result) == rows, name
+    table = report["table"].splitlines()
+    assert len(table) == 2 + len(rows) + 1
+    assert not any("balanced" in line or "swapped" in line for line in table)
+    assert "mine = " in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_dsm_study_rejects_missing_splits_and_user_files_without_their_class(
+        tmp_path, cache, capsys):
+    from dsm_lightning.cli import main
+    from dsm_lightning.models import save_encoder
+    from dsm_lightning.models.backbones import as_backbone
+
+    splits = {"biased_train": "train", "biased_test": "nope", "balanced_train": None,
+              "balanced_test": None, "swapped_test": None}
+    assert main(["study", "--config", _study_config(tmp_path, cache, splits=splits)]) == 2
+    err = capsys.readouterr().err
+    assert "['nope']" in err and "available" in err and "balanced_train" in err
+    assert not (tmp_path / "out" / "be").exists()  # checked before any pretraining
+    save_encoder(tmp_path / "user.pt", as_backbone(torch.nn.Conv3d(3, 4, 1)), None)
+    config = _study_config(tmp_path, cache, methods={}, encoders={"u": str(tmp_path / "user.pt")})
+    assert main(["study", "--config", config]) == 2
+    assert "encoders.u" in capsys.readouterr().err
+
+
+def test_encoders_are_fed_clips_in_their_own_normalisation():
+    from dsm_lightning.study import _renormalize
+
+    raw = torch.rand(2, 3, 4, 5, 5)
+
+    def data_transform(batch):  # the data section's transform: mean 0.5, std 0.25
+        return dict(batch, video=(batch["video"] - 0.5) / 0.25)
+
+    same = _renormalize(data_transform, ((0.5,) * 3, (0.25,) * 3),
+                        {"normalization": {"mean": [0.5] * 3, "std": [0.25] * 3}})
+    assert same is data_transform
+    own = _renormalize(data_transform, ((0.5,) * 3, (0.25,) * 3),
+                       {"normalization": {"mean": [0.0, 0.1, 0.2], "std": [1.0, 2.0, 0.5]}})
+    expected = (raw - torch.tensor([0.0, 0.1, 0.2]).view(3, 1, 1, 1)) / torch.tensor(
+        [1.0, 2.0, 0.5]).view(3, 1, 1, 1)
+    assert torch.allclose(own({"video": raw})["video"], expected, atol=1e-5)

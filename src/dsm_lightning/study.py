@@ -156,14 +156,20 @@ class _EncoderSpec:
         self.name, self.path = name, str(entry["path"])
         self.backbone = entry.get("backbone")
         self.backbone_kwargs = entry.get("backbone_kwargs")
-        if self.backbone is not None and not isinstance(self.backbone, (str, Mapping)):
-            raise ValueError(f"encoders.{name}.backbone is a registry name or {{class_path, "
-                             f"init_args}}, got {self.backbone!r}")
+        if self.backbone is not None and not isinstance(self.backbone, (str, Mapping, nn.Module)):
+            raise ValueError(f"encoders.{name}.backbone is a registry name, {{class_path, "
+                             f"init_args}} or an nn.Module, got {self.backbone!r}")
 
     def build(self) -> nn.Module | str | None:
         """The backbone argument of ``load_encoder``: a fresh module, a name or None."""
         if isinstance(self.backbone, Mapping):
             return _build_module(self.backbone)
+        if isinstance(self.backbone, nn.Module):  # given in Python: a random-init copy of it
+            module = copy.deepcopy(self.backbone)
+            for layer in module.modules():
+                if hasattr(layer, "reset_parameters"):
+                    layer.reset_parameters()
+            return module
         return self.backbone
 
     def load(self) -> tuple[nn.Module, dict[str, Any]]:
@@ -190,7 +196,7 @@ def _random_encoder(
     from dsm_lightning.models.registry import create_backbone
 
     torch.manual_seed(seed)
-    if spec is not None and isinstance(spec.backbone, Mapping):
+    if spec is not None and isinstance(spec.backbone, (Mapping, nn.Module)):
         return as_backbone(spec.build())
     name = spec.backbone if spec is not None and isinstance(spec.backbone, str) else (
         meta.get("backbone"))
@@ -265,7 +271,7 @@ def run_study(
         n_clips: temporal windows averaged per evaluation video.
         random_baseline: add a random-init encoder of the first encoder's backbone.
         encoders: name -> an ``encoder.pt`` / ``.ckpt`` path, or ``{"path": ..., "backbone":
-            <registry name or {"class_path": "pkg.Net", "init_args": {...}}>,
+            <registry name, {"class_path": "pkg.Net", "init_args": {...}} or an nn.Module>,
             "backbone_kwargs": {...}}`` for a file whose network is not in the registry (a
             user's module); scored without pretraining.
         only: run just these methods (names from ``methods``).
@@ -388,8 +394,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Parse ``dsm study`` arguments and run the study."""
     parser = study_parser()
     cfg = parser.parse_args(list(argv) if argv is not None else None)
-    init = parser.instantiate_classes(cfg)
-    kwargs = {k: v for k, v in init.as_dict().items() if k != "config"}
+    # sections stay plain configuration: each method's is instantiated by its own `dsm fit`,
+    # an encoder's `backbone: {class_path, init_args}` once per use (weights, random baseline)
+    kwargs = {k: v for k, v in cfg.as_dict().items() if k != "config"}
     if isinstance(kwargs.get("splits"), Mapping):
         kwargs["splits"] = StudySplits(**kwargs["splits"])
     return run_study(**kwargs)
