@@ -14,10 +14,12 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = ROOT / "examples" / "configs"
 CONFIGS = sorted(CONFIG_DIR.glob("*.yaml"))
 IDS = [p.stem for p in CONFIGS]
-PRETRAIN = [p for p in CONFIGS if p.stem.startswith("pretrain_")]
+REMEDIES = ("_be_", "_fame_")  # Background Erasing / FAME configs: tests/test_remedy_configs.py
+PRETRAIN = [p for p in CONFIGS
+            if p.stem.startswith("pretrain_") and not any(r in p.stem for r in REMEDIES)]
 MODULES = {"dsm_lightning.DSMLightningModule", "dsm_lightning.DSMIntraModule",
            "dsm_lightning.MoCoModule", "dsm_lightning.FinetuneModule",
-           "dsm_lightning.RetrievalModule"}
+           "dsm_lightning.RetrievalModule", "dsm_lightning.BEModule", "dsm_lightning.FAMEModule"}
 FIT_CONFIGS = [p for p in CONFIGS if not p.stem.startswith("study_")]
 
 
