@@ -20,6 +20,7 @@ from benchmarks import run as bench_run  # noqa: E402
 
 EXPECTED = {
     "bench_data": {"data_train_loader_classify", "data_train_loader_pretrain"},
+    "bench_disturb": {"be_vs_dsm_triplet", "fame_vs_dsm_triplet", "be_on_dsm_vs_dsm_triplet"},
     "bench_ddp": {"ddp_2_vs_1_process"},
     "bench_memory": {"memory_rss_growth"},
     "bench_pretrain": {"pretrain_fed_vs_model_only"},
@@ -76,6 +77,7 @@ def test_rows_have_required_fields_and_sane_values(quick_results):
         ("pretrain_fed_vs_model_only", lambda r: r["a_per_s"] / r["b_per_s"]),
         ("ddp_2_vs_1_process", lambda r: r["a_per_s"] / r["b_per_s"]),
         ("memory_rss_growth", lambda r: 1.05 * r["a_mib"] / r["b_mib"]),
+        ("fame_vs_dsm_triplet", lambda r: r["a_per_s"] / r["b_per_s"]),
     ],
 )
 def test_ratio_is_the_quotient_of_the_reported_figures(quick_results, name, expected):

@@ -62,11 +62,12 @@ def _blur(maps: Tensor, kernel: int) -> Tensor:
     weights = torch.exp(-(x**2) / (2 * sigma**2))
     weights = (weights / weights.sum()).to(maps.dtype)
     pad = kernel // 2
-    out = maps[:, None]
-    out = F.pad(out, (pad, pad, 0, 0), mode="reflect" if pad < maps.shape[-1] else "replicate")
-    out = F.conv2d(out, weights.view(1, 1, 1, kernel))
-    out = F.pad(out, (0, 0, pad, pad), mode="reflect" if pad < maps.shape[-2] else "replicate")
-    return F.conv2d(out, weights.view(1, 1, kernel, 1))[:, 0]
+    out = maps
+    for _ in range(2):  # along W, then along H (transposed): windows times weights, one GEMM
+        mode = "reflect" if pad < out.shape[-1] else "replicate"
+        out = F.pad(out, (pad, pad), mode=mode)  # (B, H, W): pads the last dimension
+        out = (out.unfold(-1, kernel, 1) @ weights).transpose(-1, -2)
+    return out.contiguous()
 
 
 def _min_max(maps: Tensor) -> Tensor:
@@ -94,7 +95,8 @@ def motion_saliency(clips: Tensor, blur_fraction: float = 0.1) -> Tensor:
         raise ValueError(f"clips must be float (B, C, T>=2, H, W), got {clips.dtype} "
                          f"{tuple(clips.shape)}")
     x = clips.float()
-    diff = (x[:, :, 1:] - x[:, :, :-1]).abs().sum(dim=1).mean(dim=1)  # (B, H, W)
+    # sum over channels of the mean over time, as one mean over (C, T-1) times C
+    diff = torch.diff(x, dim=2).abs_().flatten(1, 2).mean(dim=1) * x.shape[1]  # (B, H, W)
     return _min_max(_blur(diff, blur_kernel_size(min(x.shape[-2:]), blur_fraction)))
 
 
