@@ -196,7 +196,8 @@ def test_dsm_study_pretrains_the_remedies_and_reports_one_table(tmp_path, cache,
         from dsm_lightning.models import load_encoder
 
         assert load_encoder(out / name / "encoder.pt")[1]["method"] == name
-    assert "contrasted acc" in (out / "report.md").read_text()
+    markdown = (out / "report.md").read_text()
+    assert "contrasted acc" in markdown and "pretraining wall time: be " in markdown
     assert "columns: be = BEModule, fame = FAMEModule" in capsys.readouterr().out
 
 

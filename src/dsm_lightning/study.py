@@ -361,8 +361,10 @@ def run_study(
         "table": table,
     }
     (out / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    timing = ", ".join(f"{m} {r['seconds']:.0f} s" for m, r in runs.items())
     (out / "report.md").write_text(
-        f"# dsm-lightning scene-bias study\n\n```\n{table}\n```\n\n{legend}\n")
+        f"# dsm-lightning scene-bias study\n\n```\n{table}\n```\n\n{legend}\n"
+        + (f"\npretraining wall time: {timing}\n" if timing else ""))
     _say("4/4 results\n")
     print(table)
     if legend:
@@ -394,9 +396,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Parse ``dsm study`` arguments and run the study."""
     parser = study_parser()
     cfg = parser.parse_args(list(argv) if argv is not None else None)
-    # sections stay plain configuration: each method's is instantiated by its own `dsm fit`,
-    # an encoder's `backbone: {class_path, init_args}` once per use (weights, random baseline)
-    kwargs = {k: v for k, v in cfg.as_dict().items() if k != "config"}
+    init = cfg  # not instantiated: an encoder's {class_path, init_args} is built once per use
+    kwargs = {k: v for k, v in init.as_dict().items() if k != "config"}
     if isinstance(kwargs.get("splits"), Mapping):
         kwargs["splits"] = StudySplits(**kwargs["splits"])
     return run_study(**kwargs)
