@@ -22,11 +22,11 @@ from dsm_lightning.data.sources import (
     create_source,
     drop_missing,
     list_sources,
+    read_diving48,
     read_folder,
     read_hmdb51,
     read_kinetics_csv,
     read_list_files,
-    read_diving48,
     read_ssv2,
     read_ucf101,
     register_source,
@@ -341,11 +341,11 @@ def test_ssv2_and_diving48_clips_decode_through_the_data_module(tmp_path):
                          codec="libvpx-vp9")
     for path in (tmp_path / "d48" / "rgb").iterdir():
         make_known_video(str(path), 10)
-    for source, root, annotations, labels in (
+    for source, root, ann_dir, labels in (
         ("ssv2", tmp_path / "ssv2" / "videos", ann, [0, 1, 0]),
         ("diving48", tmp_path / "d48" / "rgb", tmp_path / "d48" / "annotations", [0, 1, 1]),
     ):
-        data = VideoDataModule(source=source, root=str(root), annotations=str(annotations),
+        data = VideoDataModule(source=source, root=str(root), annotations=str(ann_dir),
                                task="classify", num_frames=4, stride=2, frame_size=32,
                                crop_size=32, batch_size=3, num_workers=0)
         batch = next(iter(data.clip_dataloader("train", batch_size=3)))
