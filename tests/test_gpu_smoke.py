@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from dsm_lightning.data.sources import create_source
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root holds benchmarks/
 from benchmarks import gpu_smoke  # noqa: E402
-
-from dsm_lightning.data.sources import create_source  # noqa: E402
 
 
 @pytest.mark.parametrize("source", ["ucf101", "hmdb51", "kinetics_csv", "ssv2", "diving48"])
