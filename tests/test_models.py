@@ -49,12 +49,14 @@ REQUIRED = {"r3d_18", "mc3_18", "r2plus1d_18", "s3d", "c3d", "slow_r50", "x3d_xs
             "r2plus1d_dsm"}
 # A sample of pytorchvideo.models.hub builders, one per head kind (ResNet, X3D projected
 # pool, SlowFast two pathways, MViT transformer head, mobile-CPU X3D): builder kwargs
-# (passed through to the hub builder) and the clip shape.
+# (passed through to the hub builder; narrower stems where the builder has the knob) and
+# the smallest clip the network takes (MViT: the size its positional embedding is built for).
 HUB_SAMPLE = {
     "i3d_r50": ({"stem_dim_out": 8}, (2, 3, 4, 16, 16)),
     "x3d_xs": ({}, (2, 3, 4, 16, 16)),
-    "slowfast_r50": ({}, (2, 3, 4, 16, 16)),
-    "mvit_base_16x4": ({"spatial_size": 32, "temporal_size": 4}, (2, 3, 4, 32, 32)),
+    "slowfast_r50": ({"stem_dim_outs": (8, 1)}, (2, 3, 4, 16, 16)),
+    "mvit_base_16x4": ({"spatial_size": 32, "temporal_size": 4, "patch_embed_dim": 16},
+                       (2, 3, 4, 32, 32)),
     "efficient_x3d_xs": ({}, (2, 3, 4, 16, 16)),
 }
 
@@ -133,7 +135,7 @@ def test_original_hub_weights_load_into_the_headless_backbone(tmp_path):
 
 
 def test_slowfast_feeds_every_alpha_th_frame_to_the_slow_pathway():
-    model = create_backbone("pytorchvideo:slowfast_r50")
+    model = create_backbone("pytorchvideo:slowfast_r50", stem_dim_outs=(8, 1))
     assert isinstance(model, TwoPathwayBackbone) and model.alpha == 4
     seen = []
     model.model.blocks[0].register_forward_pre_hook(  # the network edits the list in place

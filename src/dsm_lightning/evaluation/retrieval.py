@@ -8,8 +8,8 @@ gallery videos has its class. Plain tensor code, no Lightning.
 Two ways to turn a video into clips (``protocol``, see docs/reproduce.md):
 
 - ``"centre"``: one clip per video, the centre window with the centre crop: the public DSM
-  code's protocol (one clip per video, its ``reterival.py`` leaves the clip average of the
-  VCOP code it copies commented out). The loader must give one view per video.
+  code's protocol (one clip per video: its ``reterival.py`` keeps the VCOP-style retrieval
+  code but comments out its average over clips). The loader must give one view per video.
 - ``"average"``: the mean of the unit-norm features of all the views the loader gives (e.g.
   10 windows): smoother features and higher recall than one clip, so an optimistic
   variant; say which one a number used.

@@ -12,6 +12,7 @@ are the original network's keys prefixed with ``model.`` (minus the removed head
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -71,6 +72,10 @@ class BackboneWrapper(nn.Module):
         if feature_dim is None:
             self.feature_dim = infer_feature_dim(self, dry_run_shape)
 
+    def model_input(self, video: Tensor) -> Any:
+        """What ``self.model`` is called with: the clip itself (subclasses may split it)."""
+        return video
+
     def forward(self, video: Tensor) -> Tensor:
         """Pooled features.
 
@@ -80,7 +85,7 @@ class BackboneWrapper(nn.Module):
         Returns:
             ``(B, feature_dim)``.
         """
-        features = self.model(video)
+        features = self.model(self.model_input(video))
         if features.ndim > 2:
             features = features.flatten(2).mean(dim=2)
         return features

@@ -76,10 +76,9 @@ class TwoPathwayBackbone(BackboneWrapper):
         self.alpha = int(alpha)
         super().__init__(model, feature_dim=feature_dim)
 
-    def forward(self, video: Tensor) -> Tensor:
-        """Pooled features ``(B, feature_dim)`` of a clip ``(B, C, T, H, W)``."""
-        features = self.model([video[:, :, :: self.alpha], video])
-        return features.flatten(2).mean(dim=2) if features.ndim > 2 else features
+    def model_input(self, video: Tensor) -> list[Tensor]:
+        """``[slow, fast]``: every ``alpha``-th frame of ``video`` ``(B, C, T, H, W)``, and all."""
+        return [video[:, :, :: self.alpha], video]
 
 
 def _slowfast_alpha(model: nn.Module) -> int | None:
