@@ -134,6 +134,17 @@ def test_original_hub_weights_load_into_the_headless_backbone(tmp_path):
         torch.testing.assert_close(value, original.state_dict()[key])
 
 
+def test_hub_backbone_round_trips_through_encoder_pt_by_name(tmp_path):
+    torch.manual_seed(0)
+    kwargs = {"stem_dim_out": 8}
+    model = create_backbone("pytorchvideo:slow_r50", **kwargs).eval()
+    path = save_encoder(tmp_path / "encoder.pt", model, "pytorchvideo:slow_r50", kwargs)
+    loaded, meta = load_encoder(path)
+    assert meta["backbone"] == "pytorchvideo:slow_r50" and loaded.feature_dim == 256
+    video = torch.randn(2, 3, 4, 32, 32)
+    torch.testing.assert_close(loaded.eval()(video), model(video))
+
+
 def test_slowfast_feeds_every_alpha_th_frame_to_the_slow_pathway():
     model = create_backbone("pytorchvideo:slowfast_r50", stem_dim_outs=(8, 1))
     assert isinstance(model, TwoPathwayBackbone) and model.alpha == 4
