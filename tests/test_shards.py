@@ -204,6 +204,24 @@ def test_streamed_items_equal_the_files_every_epoch(packed, task):
     assert orders[0] != orders[1]
 
 
+def test_persistent_workers_follow_the_trainer_epoch(packed):
+    """Persistent workers get each pass's epoch, also after a pass left unfinished."""
+    files, shards = pair(packed, num_workers=2, persistent_workers=True)
+    reference = files.dataset("pretrain", "train")
+    loader = shards.train_dataloader()
+    loader.start_at(0)
+    for i, _ in enumerate(loader):  # noqa: B007 - a pass the trainer stopped early
+        if i == 1:
+            break
+    for epoch in (3, 4):
+        loader.start_at(epoch)
+        batches = list(loader)
+        assert sorted(i for b in batches for i in b["index"].tolist()) == list(range(N_TRAIN))
+        for batch in batches:
+            for j, index in enumerate(batch["index"].tolist()):
+                assert torch.equal(batch["video"][j], reference[(index, epoch)]["video"])
+
+
 @pytest.mark.parametrize("task", ["pretrain", "classify"])
 def test_device_side_gives_the_same_triplets(packed, task):
     files, shards = map(fake_training, pair(packed, task=task))

@@ -5,8 +5,9 @@
   video gives the same clips as from its file. A bad video is replaced by the next readable
   one of the stream (the count of items per process stays that of LitData).
 - ``ShardLoader``: LitData's ``StreamingDataLoader`` that follows the trainer: each pass
-  takes the trainer's epoch (shuffle and item randomness) and a resumed epoch starts at the
-  batch the trainer reached, through LitData's own resume state.
+  takes the trainer's epoch (shuffle and item randomness; it reaches persistent workers
+  through shared memory) and a resumed epoch starts at the batch the trainer reached,
+  through LitData's own resume state.
 - ``ShardOpener``: random access to one video's bytes by position (evaluation).
 """
 
@@ -18,6 +19,7 @@ from typing import Any
 
 os.environ.setdefault("LITDATA_DISABLE_VERSION_CHECK", "1")  # no call to PyPI at run time
 
+import torch  # noqa: E402
 from litdata import StreamingDataLoader, StreamingDataset  # noqa: E402
 from torch.utils.data import default_collate  # noqa: E402
 
@@ -26,7 +28,7 @@ from dsm_lightning.data.datasets import (  # noqa: E402
     VideoDataset,
     VideoOpener,
 )
-from dsm_lightning.data.frame_index import FrameIndex  # noqa: E402
+from dsm_lightning.data.frame_index import CACHE, FrameIndex  # noqa: E402
 from dsm_lightning.data.loaders import LoaderSettings, VideoLoader  # noqa: E402
 from dsm_lightning.data.sources import VideoRecord  # noqa: E402
 from dsm_lightning.data.video_io import VideoDecodeError, VideoReader  # noqa: E402
@@ -44,9 +46,12 @@ def clip_dataset(kind: str, records: list[VideoRecord], **kwargs: Any) -> VideoD
 def reader_from_sample(sample: dict[str, Any], name: str, threads: int = 0) -> VideoReader:
     """A ``VideoReader`` over a shard sample's bytes and frame index.
 
+    The frame index is memoised in the process (``frame_index.CACHE``, keyed by ``name``),
+    as the file path's is.
+
     Args:
         sample: A raw shard sample (``video`` bytes, ``frame_index`` array).
-        name: Name of the video in messages.
+        name: Name of the video in messages (unique per video).
         threads: Decoder threads.
 
     Returns:
@@ -55,10 +60,14 @@ def reader_from_sample(sample: dict[str, Any], name: str, threads: int = 0) -> V
     Raises:
         VideoDecodeError: The stored frame index is damaged or the bytes cannot be opened.
     """
-    index = FrameIndex.from_array(sample["frame_index"])
+    key = ("shard", name, 0)
+    index = CACHE.get(key, None)
     if index is None:
-        raise VideoDecodeError(f"{name}: the shard's frame index is damaged or of another "
-                               "format (prepare the shards again)")
+        index = FrameIndex.from_array(sample["frame_index"])
+        if index is None:
+            raise VideoDecodeError(f"{name}: the shard's frame index is damaged or of another "
+                                   "format (prepare the shards again)")
+        CACHE.put(key, index, None)
     return VideoReader(name, threads=threads, data=bytes(sample["video"]), index=index)
 
 
@@ -107,6 +116,8 @@ class ShardStream(StreamingDataset):
         super().__init__(input_dir, cache_dir=cache_dir, shuffle=shuffle, drop_last=drop_last,
                          seed=clips.seed)
         self.clips = clips
+        # [epoch, resuming] of the pass, written by the loader, read by (persistent) workers
+        self._pass = torch.zeros(2, dtype=torch.int64).share_memory_()
         self._reset_substitutes()
 
     # the map-style dataset's skip bookkeeping (read by the data module's reports)
@@ -138,8 +149,21 @@ class ShardStream(StreamingDataset):
         self._last: dict[str, Any] | None = None
         self._owed, self._ended = 0, False
 
+    def start_pass(self, epoch: int, resuming: bool) -> None:
+        """Tell the workers (also persistent ones) which epoch the next pass streams.
+
+        Args:
+            epoch: Epoch number (0-based).
+            resuming: The pass continues from a loaded resume state (LitData's).
+        """
+        self._pass[0], self._pass[1] = epoch, int(resuming)
+
     def __iter__(self) -> ShardStream:
         self._reset_substitutes()
+        if not int(self._pass[1]):
+            self.reset_state_dict()  # a state left by an unfinished resumed pass
+        if self._state_dict is None:
+            self.current_epoch = int(self._pass[0]) + 1  # LitData counts epochs from 1
         return super().__iter__()
 
     def _clip_item(self, sample: dict[str, Any]) -> dict[str, Any] | None:
@@ -185,8 +209,9 @@ class ShardLoader(VideoLoader, StreamingDataLoader):
     Each pass asks ``epoch()``: when it is an int (fitting), the pass streams that epoch's
     order and items, and starts ``position()`` batches in (a run resumed mid-epoch) by
     loading the state LitData would have saved there; when it is None, passes count from 0
-    as LitData does, and ``state_dict`` / ``load_state_dict`` are LitData's. Workers are
-    started for each pass (they must see the pass's epoch). Skipped videos are reported
+    as LitData does, and ``state_dict`` / ``load_state_dict`` are LitData's. The epoch
+    reaches persistent workers through the stream's shared pass record; a resumed pass is
+    always a loader's first (fresh workers receive the state). Skipped videos are reported
     once per pass, like ``VideoLoader``.
 
     Args:
@@ -199,7 +224,6 @@ class ShardLoader(VideoLoader, StreamingDataLoader):
     def __init__(self, dataset: ShardStream, *,
                  epoch: Callable[[], int | None] | None = None,
                  position: Callable[[], int | None] | None = None, **kwargs: Any) -> None:
-        kwargs["persistent_workers"] = False
         super().__init__(dataset, **kwargs)
         self._epoch, self._position = epoch, position
 
@@ -210,6 +234,7 @@ class ShardLoader(VideoLoader, StreamingDataLoader):
         return cls(dataset, epoch=settings.epoch, position=settings.position,
                    report=settings.report, batch_size=settings.batch_size,
                    num_workers=workers, pin_memory=settings.pin_memory,
+                   persistent_workers=settings.persistent_workers and workers > 0,
                    drop_last=settings.drop_last, collate_fn=default_collate,
                    prefetch_factor=settings.prefetch_factor if workers else None,
                    worker_init_fn=settings.worker_init_fn if workers else None)
@@ -246,6 +271,7 @@ class ShardLoader(VideoLoader, StreamingDataLoader):
     def __iter__(self):  # type: ignore[override]
         self.report()
         self._pass_epoch = self._pass_epoch_now()  # read at the first batch (after a restore)
+        self.dataset.start_pass(self._pass_epoch, self.restore)
         self._unreported = True
         yield from StreamingDataLoader.__iter__(self)
         self.report()
