@@ -32,9 +32,11 @@ from dsm_lightning import distributed
 from dsm_lightning._checks import check_choice
 from dsm_lightning.data import shards  # noqa: F401 - registers source="shards"
 from dsm_lightning.data.datasets import (
-    DATASET_KINDS,
     ON_ERROR,
     EpochSampler,
+    LabelledClipDataset,
+    MultiViewClipDataset,
+    PretrainClipDataset,
     VideoDataset,
     VideoSkippedWarning,
 )
@@ -393,7 +395,9 @@ class VideoDataModule(pl.LightningDataModule):
         """
         key = (kind, split, n_clips, random_clip, evaluation)
         if key not in self._datasets:
-            if kind not in DATASET_KINDS:
+            classes = {"pretrain": PretrainClipDataset, "clip": LabelledClipDataset,
+                       "multiview": MultiViewClipDataset}
+            if kind not in classes:
                 raise ValueError(f"kind must be pretrain, clip or multiview, got {kind!r}")
             records = self.records(split)
             kwargs = self._common(split, evaluation)
@@ -403,7 +407,7 @@ class VideoDataModule(pl.LightningDataModule):
             ds = None
             if isinstance(self.source, StreamingSource):
                 ds = self.source.build_dataset(kind, records, evaluation, **kwargs)
-            self._datasets[key] = ds if ds is not None else DATASET_KINDS[kind](records, **kwargs)
+            self._datasets[key] = ds if ds is not None else classes[kind](records, **kwargs)
         return self._datasets[key]
 
     def _loader(
