@@ -62,7 +62,7 @@ def run(quick: bool = False) -> list[dict]:
     else:
         setting = dict()  # the default synthetic set: 8 classes x 48 videos, 64 px, 48 frames
         clip = dict(num_frames=16, stride=2, frame_size=64, crop_size=56)
-        workers, batch, epochs, chunk = 2, 16, 3, "64MB"
+        workers, batch, epochs, chunk = 2, 16, 5, "64MB"
     common = dict(num_workers=workers, batch_size=batch, drop_last=False, task="pretrain",
                   persistent_workers=workers > 0, **clip)
     try:
