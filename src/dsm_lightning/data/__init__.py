@@ -26,6 +26,7 @@ from dsm_lightning.data.sampling import (
     clip_span,
     make_clip,
 )
+from dsm_lightning.data.shards import ShardSource  # registers source="shards"
 from dsm_lightning.data.sources import (
     AnnotationError,
     SourceSplits,
@@ -36,7 +37,6 @@ from dsm_lightning.data.sources import (
     list_sources,
     register_source,
 )
-from dsm_lightning.data.shards import ShardSource  # registers source="shards"
 from dsm_lightning.data.video_io import (
     VideoDecodeError,
     VideoInfo,
