@@ -132,7 +132,9 @@ def run_blocks(spec_file: str) -> int:
         print(f"{BLOCK_MARK} {where} ({block['lang']})", flush=True)
         if block["lang"] == "python":
             try:
-                exec(compile(block["code"], where, "exec"), namespace)  # noqa: S102
+                # blank lines first: a traceback names the document's own line numbers
+                code = "\n" * block["line"] + block["code"]
+                exec(compile(code, spec["doc"], "exec"), namespace)  # noqa: S102
             except BaseException:  # noqa: BLE001 - report any failure of the block
                 traceback.print_exc()
                 print(f"{FAIL_MARK} {where}", flush=True)
