@@ -224,6 +224,106 @@ def test_every_block_runs_or_says_why_not(doc: Path):
         assert block.skip is None or len(block.skip) > 3, f"{doc.name}:{block.line}"
 
 
+# ---------------------------------------------------------------------------- the smoke switch
+@pytest.mark.parametrize("value, on", [("1", True), ("yes", True), ("TRUE", True), ("", False),
+                                       ("0", False), ("false", False), ("no", False)])
+def test_smoke_enabled_reads_dsm_smoke(value, on, monkeypatch):
+    from dsm_lightning.cli_parser import smoke_enabled
+
+    monkeypatch.setenv("DSM_SMOKE", value)
+    assert smoke_enabled() is on
+    monkeypatch.delenv("DSM_SMOKE")
+    assert smoke_enabled() is False
+
+
+def _parsed(name: str):
+    from dsm_lightning.cli import parse_config
+
+    return parse_config(["--config", str(ROOT / "examples" / "configs" / name)])
+
+
+def test_smoke_shrinks_a_synthetic_config_and_keeps_its_paths(monkeypatch):
+    from dsm_lightning.cli_parser import SMOKE_CLIPS, SMOKE_SOURCE, apply_smoke
+
+    monkeypatch.setattr(sys, "argv", ["dsm"])
+    cfg = _parsed("synthetic_dsm_intra.yaml")
+    before = cfg.clone()
+    notice = apply_smoke(cfg)
+    assert notice.startswith("[dsm] smoke mode (DSM_SMOKE=1): 1 epoch")
+    assert "synthetic source" in notice and "tiny3d width <= 4" in notice
+    trainer, data = cfg.trainer, cfg.data.init_args
+    assert (trainer.max_epochs, trainer.limit_train_batches, trainer.limit_val_batches,
+            trainer.limit_test_batches, trainer.log_every_n_steps) == (1, 2, 2, 2, 1)
+    assert {k: data.source.init_args[k] for k in SMOKE_SOURCE} == SMOKE_SOURCE
+    assert data.source.init_args.bias == before.data.init_args.source.init_args.bias
+    assert {k: data[k] for k in ("num_frames", "stride", "crop_size", "batch_size")} == {
+        k: SMOKE_CLIPS[k] for k in ("num_frames", "stride", "crop_size", "batch_size")}
+    assert data.num_workers == 0 and cfg.model.init_args.backbone_kwargs == {"width": 4}
+    assert cfg.trainer.logger == before.trainer.logger  # outputs go where they went
+    assert cfg.model.init_args.lr == before.model.init_args.lr  # what it checks is unchanged
+    again = cfg.clone()
+    apply_smoke(again)
+    assert again == cfg  # idempotent: dsm study applies it to the study, then to each fit
+
+
+def test_smoke_keeps_real_data_and_other_backbones(monkeypatch):
+    from dsm_lightning.cli_parser import apply_smoke
+
+    monkeypatch.setattr(sys, "argv", ["dsm"])
+    cfg = _parsed("finetune_ucf101_split1.yaml")
+    before = cfg.clone()
+    notice = apply_smoke(cfg)
+    assert "synthetic" not in notice and "tiny3d" not in notice
+    assert cfg.data == before.data and cfg.model == before.model
+    assert (cfg.trainer.max_epochs, cfg.trainer.limit_test_batches) == (1, 2)
+
+
+def test_smoke_trainer_bounds_leave_switched_off_loops_off():
+    from dsm_lightning.cli_parser import apply_smoke
+
+    config = {"trainer": {"limit_val_batches": 0, "limit_train_batches": 1, "max_steps": 1000,
+                          "val_check_interval": 500, "limit_test_batches": 1.0},
+              "data": {"class_path": "VideoDataModule", "init_args": {"source": "synthetic"}}}
+    apply_smoke(config)
+    trainer = config["trainer"]
+    assert (trainer["limit_val_batches"], trainer["limit_train_batches"]) == (0, 1)
+    assert trainer["limit_test_batches"] == 2  # 1.0 = every batch, bounded to two
+    assert (trainer["max_steps"], trainer["val_check_interval"]) == (-1, 1.0)
+    source = config["data"]["init_args"]["source"]  # "synthetic" became a small SyntheticSource
+    assert source["class_path"].endswith("SyntheticSource")
+    assert source["init_args"]["videos_per_class"] == 4
+
+
+def test_smoke_shrinks_every_method_of_a_study_config():
+    from dsm_lightning.cli_parser import apply_smoke
+
+    study = yaml.safe_load((ROOT / "examples" / "configs" / "study_synthetic.yaml").read_text())
+    study["trainer"] = None
+    apply_smoke(study)
+    assert study["trainer"]["max_epochs"] == 1 and study["n_clips"] == 2
+    for method in study["methods"].values():
+        assert method["model"]["init_args"]["backbone_kwargs"] == {"width": 4}
+    assert study["data"]["init_args"]["source"]["init_args"]["num_classes"] == 4
+
+
+def test_examples_take_smoke_sizes_from_dsm_smoke(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT))
+    from examples import _common as common
+
+    monkeypatch.setenv("DSM_SMOKE", "1")
+    args = common.example_parser("x", "outputs/examples/x").parse_args([])
+    assert args.fast and args.out_dir == "outputs/examples/x"
+    from dsm_lightning.cli_parser import SMOKE_CLIPS, SMOKE_SOURCE, SMOKE_WIDTH
+
+    s = common.settings(args.fast)  # one synthetic cache for the examples and the CLI
+    assert (s["synthetic_classes"], s["synthetic_videos"], s["synthetic_eval_videos"],
+            s["synthetic_frames"], s["synthetic_size"]) == tuple(SMOKE_SOURCE.values())
+    assert (s["num_frames"], s["crop_size"], s["width"]) == (
+        SMOKE_CLIPS["num_frames"], SMOKE_CLIPS["crop_size"], SMOKE_WIDTH)
+    monkeypatch.delenv("DSM_SMOKE")
+    assert not common.example_parser("x", "y").parse_args([]).fast
+
+
 # ---------------------------------------------------------------------------- (a) the docs
 @pytest.mark.slow
 @pytest.mark.parametrize("doc", DOCS, ids=[p.name for p in DOCS])
