@@ -17,7 +17,9 @@ package under test importable:
 (c) every YAML config under examples/ with ``--print_config`` (``dsm study`` for study
     configs, ``dsm fit`` otherwise);
 (d) ``dsm fit`` prints where its encoder and checkpoints went, and they are there (in
-    this process, like (c)).
+    this process, like (c));
+(e) every ``examples/...`` file that the docs, ``dsm --help``, the package's docstrings,
+    the examples and the notebooks name exists.
 
 Everything a run prints under ``[dsm] fit outputs:`` / ``[example] outputs:`` must exist
 and lie inside the working directory. Run one part: ``pytest tests/test_walk.py -k readme``.
@@ -405,6 +407,21 @@ def test_config_prints_its_complete_config(config: Path, tmp_path, monkeypatch, 
     full = yaml.safe_load(printed)
     assert ("methods" in full) if command == "study" else {"model", "data", "trainer"} <= set(full)
     assert not list(cwd.glob("runs")) and not list(cwd.glob("outputs"))  # nothing was run
+
+
+# ---------------------------------------------------------------------------- (e) named files
+def test_every_example_file_the_docs_and_the_help_name_exists():
+    from dsm_lightning.cli import top_level_help
+
+    texts = {path.relative_to(ROOT).as_posix(): path.read_text() for path in [
+        *DOCS, *(ROOT / "src" / "dsm_lightning").rglob("*.py"), *(ROOT / "examples").rglob("*"),
+        *(ROOT / "notebooks").glob("*.ipynb")] if path.is_file() and path.suffix != ".pyc"}
+    texts["dsm --help"] = top_level_help()
+    named = {(where, name) for where, text in texts.items()
+             for name in re.findall(r"examples/[\w/.-]+\.(?:py|yaml)", text)}
+    assert len(named) > 20
+    missing = sorted(f"{name} (in {where})" for where, name in named if not (ROOT / name).is_file())
+    assert not missing, missing
 
 
 # ---------------------------------------------------------------------------- (d) fit says

@@ -1,6 +1,6 @@
 """The parser behind the ``dsm`` console script: LightningCLI in subclass mode, links, help.
 
-``dsm fit --config examples/configs/demo_dsm.yaml`` pretrains, ``dsm test --config
+``dsm fit --config examples/configs/synthetic_dsm_intra.yaml`` pretrains, ``dsm test --config
 finetune.yaml`` evaluates; any LightningModule / LightningDataModule is chosen by
 ``class_path`` (short names such as ``DSMLightningModule``, ``VideoDataModule``,
 ``TripletBuilder`` or ``TripletMediaLogger`` work for the classes of the modules in
@@ -521,7 +521,7 @@ def parse_config(args: Sequence[str]) -> Namespace:
     applied at parse time only; ``num_classes`` is filled at instantiation).
 
     Args:
-        args: Arguments without subcommand, e.g. ``["--config", "examples/configs/x.yaml"]``.
+        args: Arguments without subcommand, e.g. ``["--config", "my_config.yaml"]``.
 
     Returns:
         The parsed configuration (``cfg.model.class_path``, ``cfg.data.init_args``, ...).
