@@ -2,8 +2,9 @@
 
 ``python notebooks/render.py [NAME ...]`` (``make notebooks``) runs each notebook from the
 ``notebooks/`` folder (its outputs go to ``notebooks/outputs/``, not versioned) and writes
-``notebooks/rendered/<name>.md``: the markdown cells, the code cells, their text output
-(long outputs keep their last lines) and their images as files under
+``notebooks/rendered/<name>.md``: the markdown cells, the code cells, their printed output
+(stdout; long outputs keep their last lines; stderr, i.e. warnings and Lightning's info
+lines, is left out) and their images as files under
 ``notebooks/rendered/<name>_files/``, kept small: PNG for plots, JPEG for photographic
 images (when PNG would be large), GIFs at most ``MAX_GIF_WIDTH`` wide with
 ``GIF_COLOURS`` colours. The executed notebook is kept as
@@ -77,7 +78,8 @@ def to_markdown(nb: nbformat.NotebookNode, name: str) -> str:
         parts.append("```python\n" + cell.source.strip() + "\n```\n")
         for output in cell.get("outputs", []):
             if output.output_type == "stream":
-                parts.append(_text(output.text))
+                if output.name == "stdout":  # stderr: warnings, Lightning's info lines
+                    parts.append(_text(output.text))
                 continue
             if output.output_type == "error":
                 raise RuntimeError(f"{name}: {output.ename}: {output.evalue}")
@@ -94,7 +96,7 @@ def to_markdown(nb: nbformat.NotebookNode, name: str) -> str:
             elif "text/plain" in data:
                 parts.append(_text(data["text/plain"]))
     header = (f"<!-- {name}.ipynb executed by notebooks/render.py at the notebook's own "
-              "settings; regenerate with `make notebooks` -->\n")
+              "settings (stderr left out); regenerate with `make notebooks` -->\n")
     return header + "\n".join(parts)
 
 
