@@ -71,9 +71,10 @@ def top_level_help() -> str:
         "              options, `dsm fit --model.help FinetuneModule` a model's arguments",
         "",
         "examples:",
-        "  dsm fit --config examples/configs/demo_dsm.yaml",
-        "  dsm fit --config examples/configs/demo_dsm.yaml --print_config > my.yaml",
-        "  dsm test --config my_finetune.yaml --ckpt_path runs/.../checkpoints/last.ckpt",
+        "  dsm fit --config examples/configs/synthetic_dsm_intra.yaml",
+        "  dsm fit --config examples/configs/synthetic_dsm_intra.yaml --print_config > my.yaml",
+        "  dsm test --config examples/configs/finetune_synthetic.yaml "
+        "--ckpt_path runs/finetune_synthetic/version_0/checkpoints/last.ckpt",
     ]
     return "\n".join(lines)
 
