@@ -341,8 +341,10 @@ def test_batch_larger_than_the_training_split_is_rejected(known_dir):
 
 
 def test_decoder_reaches_the_datasets(known_dir, monkeypatch):
-    from dsm_lightning.data import datamodule
+    from dsm_lightning.data import datamodule, torchcodec_backend
 
+    # The wiring is under test, not torchcodec: pretend the backend loads where it is absent.
+    monkeypatch.setattr(torchcodec_backend, "unavailable_reason", lambda: "")
     seen = {}
 
     class Capture(datamodule.PretrainClipDataset):
