@@ -112,8 +112,9 @@ def sample_point_field(
     - ``direction="any"``: length ``U(shift)``, uniform direction; the fall-off is centred
       on ``c = p``.
     - ``direction="down_right"``: x and y components each ``U(shift)``, both positive (the
-      content moves towards the bottom-right); the fall-off is centred on ``c = p + s``.
-      This is the public DSM code's ``spatial_wrap``.
+      content moves towards the bottom-right); the fall-off is centred on ``c = p + s`` and
+      cut to the window ``[p - 3 s, p + 3 s)`` per axis. This is the public DSM code's
+      ``spatial_wrap``.
 
     The sampling offset at pixel ``q`` is ``-strength * s / (3 (|q - c| / |s|)^4 + 1)``,
     summed over the points (peak displacement ``strength * |s|``); with ``integer`` it is
@@ -167,6 +168,9 @@ def sample_point_field(
     dist = (coords - centre[:, :, None]).norm(dim=-1)  # (N, K, S*S)
     falloff = strength / (3 * (dist / length[..., None].clamp_min(1e-8)) ** 4 + 1)
     falloff = falloff * active[..., None]
+    if direction == "down_right":  # the public code only visits [p - 3 s, p + 3 s) per axis
+        rel = (coords - point[:, :, None]) / vec[:, :, None].clamp_min(1e-8)
+        falloff = falloff * ((rel >= -3) & (rel < 3)).all(dim=-1)
     field = -torch.einsum("bkp,bkj->bpj", falloff, vec).view(draws, size, size, 2)
     if integer:
         field = torch.trunc(field * (size / 2)) * (2 / size)
