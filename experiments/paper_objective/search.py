@@ -51,6 +51,11 @@ def _plain(settings: dict[str, Any]) -> dict[str, Any]:
 
 PAPER_MODEL = {**_plain(DSMLightningModule.paper_settings()), **BACKBONE}
 PAPER_AUGMENT = _plain(TripletBuilder.paper_settings())
+#: the study's shared model settings (``*common`` of study_synthetic.yaml: AdamW lr 1e-3,
+#: EMA 0.99, tau 0.1, queue 1024 without the own video's keys, MLP head)
+STUDY_MODEL = {"proj_hidden_dim": 128, "temperature": 0.1, "queue_size": 1024,
+               "momentum": 0.99, "optimizer": "adamw", "lr": 0.001, "weight_decay": 1e-4,
+               "exclude_same_video": True, "lr_schedule": "cosine", "lr_milestones": []}
 
 
 def _run(description: str, model: dict[str, Any] | None = None,
@@ -93,6 +98,21 @@ RUNS: dict[str, dict[str, Any]] = {
                                  {"queue_size": 1024, "exclude_same_video": True},
                                  FRAME_NEGATIVES),
     "h1_tau_01": _run("a2, temperature 0.1", {"temperature": 0.1}, FRAME_NEGATIVES),
+    "s0_study_settings": _run(
+        "the paper's objective and disturbances with the study's shared settings (AdamW lr "
+        "1e-3, EMA 0.99, tau 0.1, queue 1024 without the own video's keys, MLP head)",
+        STUDY_MODEL, FRAME_NEGATIVES),
+    "s1_study_ema_0999": _run("s0 with EMA 0.999", {**STUDY_MODEL, "momentum": 0.999},
+                              FRAME_NEGATIVES),
+    "s2_study_ema_09": _run("s0 with EMA 0.9", {**STUDY_MODEL, "momentum": 0.9},
+                            FRAME_NEGATIVES),
+    "s3_study_queue_128": _run("s0 with a queue of 128 keys", {**STUDY_MODEL, "queue_size": 128},
+                               FRAME_NEGATIVES),
+    "s4_study_joint_pass": _run("s0, negatives in the query's forward pass (shared BN)",
+                                STUDY_MODEL, FRAME_NEGATIVES,
+                                class_path="paper_objective_variants.JointPassDSM"),
+    "s5_study_weight_10": _run("s0, hard-negative weight 10 (not the paper's loss)",
+                               {**STUDY_MODEL, "hard_negative_weight": 10.0}, FRAME_NEGATIVES),
 }
 
 
