@@ -61,8 +61,10 @@ STUDY_MODEL = {"proj_hidden_dim": 128, "temperature": 0.1, "queue_size": 1024,
 def _run(description: str, model: dict[str, Any] | None = None,
          augment: dict[str, Any] | None = None, class_path: str = "DSMLightningModule",
          transform: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"description": description, "class_path": class_path,
-            "model": {**PAPER_MODEL, **(model or {})},
+    settings = {**PAPER_MODEL, **(model or {})}
+    if class_path == "MoCoModule":  # the reference without the hard-negative column
+        settings.pop("hard_negative_weight")
+    return {"description": description, "class_path": class_path, "model": settings,
             "augment": {**PAPER_AUGMENT, **(augment or {})}, "transform": transform}
 
 
@@ -74,6 +76,10 @@ RUNS: dict[str, dict[str, Any]] = {
     "a2_paper_frames": _run(
         "a1 with frame-level negatives (one of reverse/shuffle/static per clip)",
         augment=FRAME_NEGATIVES),
+    "m0_moco_reference": _run(
+        "reference: MoCo (no hard-negative column) with a2's settings; the views still carry a "
+        "negative, used only by the diagnostic", augment=FRAME_NEGATIVES,
+        class_path="MoCoModule"),
     "a3_paper_transform": _run(
         "a2 with the paper's simple augmentation (ClipTransform.paper())",
         augment=FRAME_NEGATIVES, transform=_plain(ClipTransform.paper_settings())),

@@ -14,9 +14,8 @@ from dsm_lightning.disturb.spatial import (
     SPATIAL_KINDS,
     sample_disturbance_field,
 )
-from dsm_lightning.disturb.temporal import CLIP_KINDS
+from dsm_lightning.disturb.temporal import CLIP_KINDS, reorder_frames, sample_frame_indices
 from dsm_lightning.disturb.temporal import negative_kinds as all_negative_kinds
-from dsm_lightning.disturb.temporal import reorder_frames, sample_frame_indices
 from dsm_lightning.disturb.transform import ClipTransform, check_pair, check_prob
 from dsm_lightning.disturb.views import ViewBuilder
 
