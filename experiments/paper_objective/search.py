@@ -90,6 +90,8 @@ RUNS: dict[str, dict[str, Any]] = {
         "a2, queue 144 = the public UCF101 queue-to-dataset ratio (3569 / 9537) at 384 "
         "training videos: the queue no longer holds ~9 stale keys of the query's own video",
         {"queue_size": 144}, FRAME_NEGATIVES),
+    "g2_masked": _run("a2 with the library's queue mask (exclude_same_video=True), queue 3569",
+                      {"exclude_same_video": True}, FRAME_NEGATIVES),
     "s0_study_settings": _run(
         "the paper's objective and disturbances with the study's shared settings (AdamW lr "
         "1e-3, EMA 0.99, tau 0.1, queue 1024 without the own video's keys, MLP head)",
