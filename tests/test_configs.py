@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_reproduce import SCRIPT_CONFIGS
 
 from dsm_lightning import cli
 
@@ -14,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = ROOT / "examples" / "configs"
 CONFIGS = sorted(CONFIG_DIR.glob("*.yaml"))
 IDS = [p.stem for p in CONFIGS]
-PRETRAIN = [p for p in CONFIGS if p.stem.startswith("pretrain_")]
+# configs that follow a public script (224 px, queue 3569, ...) are checked by test_reproduce.py
+PRETRAIN = [p for p in CONFIGS if p.stem.startswith("pretrain_") and p.stem not in SCRIPT_CONFIGS]
 MODULES = {"dsm_lightning.DSMLightningModule", "dsm_lightning.DSMIntraModule",
            "dsm_lightning.DSMTripletModule", "dsm_lightning.MoCoModule",
            "dsm_lightning.FinetuneModule", "dsm_lightning.RetrievalModule"}

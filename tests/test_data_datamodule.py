@@ -272,7 +272,7 @@ def test_classify_and_retrieval_tasks(known_dir):
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(source="ucf"), "unknown source 'ucf'; registered sources: folder, hmdb51"),
+        (dict(source="ucf"), "unknown source 'ucf'; registered sources: diving48, folder, hmdb51"),
         (dict(task="probe"), "task must be one of"),
         (dict(num_frames=0), "num_frames"),
         (dict(num_frames=1), r"num_frames must be >= 2 \(a clip needs two frames"),
