@@ -11,6 +11,7 @@
 """
 
 from dsm_lightning.disturb.simple import (
+    JITTER_MODES,
     KINETICS_MEAN,
     KINETICS_STD,
     SimpleAugParams,
@@ -21,6 +22,7 @@ from dsm_lightning.disturb.simple import (
     spatial_crops,
 )
 from dsm_lightning.disturb.spatial import (
+    POINT_DIRECTIONS,
     SPATIAL_KINDS,
     sample_disturbance_field,
     sample_point_field,
@@ -28,6 +30,7 @@ from dsm_lightning.disturb.spatial import (
     warp,
 )
 from dsm_lightning.disturb.temporal import (
+    CLIP_KINDS,
     FRAME_KINDS,
     NEGATIVE_KINDS,
     frame_kinds,
@@ -51,11 +54,14 @@ from dsm_lightning.disturb.visualize import (
 )
 
 __all__ = [
+    "CLIP_KINDS",
     "ClipTransform",
     "FRAME_KINDS",
+    "JITTER_MODES",
     "KINETICS_MEAN",
     "KINETICS_STD",
     "NEGATIVE_KINDS",
+    "POINT_DIRECTIONS",
     "frame_kinds",
     "register_frame_kind",
     "SPATIAL_KINDS",
