@@ -1,11 +1,13 @@
 # Two commands for a fresh machine: `make demo` and `make test`. Both create .venv when it
 # is missing, reuse it when present, install the project editable, then run.
+# Maintainers: `make bench` (benchmarks), `make notebooks` (re-run the notebooks and export
+# their rendered copies to notebooks/rendered/, with the `notebooks` extra).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test bench lint venv clean
+.PHONY: demo test bench notebooks lint venv clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -13,7 +15,7 @@ $(BIN)/python:
 
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install "torch>=2.1" "torchvision>=0.16"
-	$(BIN)/python -m pip install -e ".[dev]"
+	$(BIN)/python -m pip install -e ".[dev,shards]"
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -27,6 +29,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
+
+notebooks: $(STAMP)
+	$(BIN)/python -m pip install -e ".[notebooks]"
+	$(BIN)/python notebooks/render.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

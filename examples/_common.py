@@ -3,6 +3,11 @@
 Not an example itself (the leading underscore keeps it out of the example list). The
 scripts import it as ``examples._common``; each one makes the repository root importable
 first when it is run as a file (``python examples/<name>.py``).
+
+Smoke runs: with ``DSM_SMOKE=1`` in the environment (or ``--fast``) a script runs with the
+smoke column of :data:`SETTINGS` (tiny synthetic data, one epoch: seconds) and otherwise
+exactly as with its defaults: same arguments, same output folder. Every script ends by
+printing what it wrote (:func:`print_outputs`), as paths relative to where it runs.
 """
 
 from __future__ import annotations
@@ -19,9 +24,11 @@ if TYPE_CHECKING:  # imported lazily below: importing an example stays light
     from dsm_lightning.data.sources import SyntheticSource
 
 __all__ = ["SETTINGS", "example_parser", "example_trainer", "logged_metrics", "pretrain_augment",
-           "settings", "synthetic_datamodule", "synthetic_source"]
+           "print_outputs", "settings", "synthetic_datamodule", "synthetic_source"]
 
-#: The examples' sizes, as ``(full run, --fast)`` pairs (``--fast`` runs in seconds).
+#: The examples' sizes, as ``(full run, smoke run)`` pairs (``DSM_SMOKE=1`` or ``--fast``:
+#: seconds; the smoke column matches the ``dsm`` CLI's smoke sizes, so they share one
+#: synthetic cache).
 SETTINGS: dict[str, tuple[Any, Any]] = {
     "synthetic_classes": (8, 4), "synthetic_videos": (24, 4), "synthetic_eval_videos": (8, 2),
     "synthetic_frames": (48, 16), "synthetic_size": (64, 32), "num_frames": (8, 4),
@@ -31,22 +38,22 @@ SETTINGS: dict[str, tuple[Any, Any]] = {
 
 
 def settings(fast: bool, **extra: tuple[Any, Any]) -> dict[str, Any]:
-    """The values of :data:`SETTINGS` (plus ``extra``) for a full run or a ``--fast`` one.
+    """The values of :data:`SETTINGS` (plus ``extra``) for a full run or a smoke run.
 
     Args:
-        fast: pick the ``--fast`` column.
-        **extra: more ``(full run, --fast)`` pairs, or replacements of shared ones, e.g.
+        fast: pick the smoke column (``args.fast``: ``--fast`` or ``DSM_SMOKE=1``).
+        **extra: more ``(full run, smoke run)`` pairs, or replacements of shared ones, e.g.
             ``n_clips=(5, 2)``.
 
     Returns:
         One value per setting name.
 
     Raises:
-        ValueError: an ``extra`` value is not a ``(full run, --fast)`` pair.
+        ValueError: an ``extra`` value is not a ``(full run, smoke run)`` pair.
     """
     for key, value in extra.items():
         if not isinstance(value, tuple) or len(value) != 2:
-            raise ValueError(f"{key} must be a (full run, --fast) pair, got {value!r}")
+            raise ValueError(f"{key} must be a (full run, smoke run) pair, got {value!r}")
     return {key: value[int(fast)] for key, value in {**SETTINGS, **extra}.items()}
 
 
@@ -114,16 +121,23 @@ def pretrain_augment(s: dict[str, Any]) -> TripletBuilder:
 def example_parser(description: str, out_dir: str) -> argparse.ArgumentParser:
     """A parser with the flags every example has: ``--fast``, ``--out-dir`` and ``--seed``.
 
+    ``--fast`` is on by default when ``DSM_SMOKE`` is set (see the module docstring).
+
     Args:
         description: the ``--help`` text (an example passes its docstring's first line).
-        out_dir: default of ``--out-dir``.
+        out_dir: default of ``--out-dir`` (relative: to the working directory).
 
     Returns:
         The parser; an example adds its own flags before ``parse_args``.
     """
+    from dsm_lightning.cli_parser import smoke_enabled
+
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--fast", action="store_true", help="tiny settings, a few seconds")
-    parser.add_argument("--out-dir", default=out_dir)
+    parser.add_argument("--fast", action="store_true", default=smoke_enabled(),
+                        help="smoke settings: tiny data, one epoch, seconds (default with "
+                             "DSM_SMOKE=1)")
+    parser.add_argument("--out-dir", default=out_dir,
+                        help=f"output folder, relative to where you run (default {out_dir})")
     parser.add_argument("--seed", type=int, default=0)
     return parser
 
@@ -137,7 +151,7 @@ def example_trainer(
     Args:
         out: the example's output folder.
         epochs: ``max_epochs``.
-        fast: hide the progress bar (``--fast`` runs are the tests').
+        fast: hide the progress bar (smoke runs are the tests').
         name: sub-folder of ``out`` for this run's logs ("" = ``out`` itself).
         export: where ``EncoderExport`` writes ``encoder.pt`` at the end of fit (None: no
             export).
@@ -158,6 +172,19 @@ def example_trainer(
         enable_model_summary=False, enable_progress_bar=not fast,
         default_root_dir=str(out / name), callbacks=[*extra, *callbacks],
     )
+
+
+def print_outputs(**paths: Path | str) -> None:
+    """Print what an example wrote, one ``label  path`` line each, under ``[example] outputs:``.
+
+    Args:
+        **paths: label -> file or folder written (as given: relative paths stay relative to
+            the working directory). Labels may use ``_`` for spaces.
+    """
+    width = max(len(label) for label in paths)
+    print("[example] outputs:\n" + "\n".join(
+        f"  {label.replace('_', ' '):<{width}}  {path}" for label, path in paths.items()),
+        flush=True)
 
 
 def logged_metrics(trainer: pl.Trainer) -> dict[str, float]:

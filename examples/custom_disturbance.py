@@ -19,8 +19,11 @@ speed_kind)``; from then on ``"speed"`` is a valid ``negative_kinds`` entry of a
 
 Run from the repository root::
 
-    python examples/custom_disturbance.py          # triplet picture + DSM pretraining
-    python examples/custom_disturbance.py --fast   # seconds (used by the tests)
+    python examples/custom_disturbance.py              # triplet picture + DSM pretraining
+    DSM_SMOKE=1 python examples/custom_disturbance.py  # the same, shrunk: seconds
+
+Writes ``outputs/examples/custom_disturbance/`` (``triplet.png``, ``encoder.pt``,
+``metrics.csv``), relative to where it runs.
 
 From a YAML config: the kind must be registered before the ``TripletBuilder`` is built, and
 the ``dsm`` console script imports no user module by itself (plain ``dsm fit`` stops with
@@ -185,6 +188,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     logged = common.logged_metrics(trainer)
     print(f"last epoch: loss={logged['train/loss_epoch']:.3f}, "
           f"hard-negative accuracy={logged['train/hn_acc_epoch']:.3f}")
+    common.print_outputs(triplet=png, encoder=out / "encoder.pt", metrics=out / "metrics.csv")
     return {"builder": augment, "triplet": triplet, "png": png, "metrics": logged,
             "out_dir": out}
 

@@ -9,8 +9,11 @@ momentum schedule of ``dsm_lightning.schedules``), the views' embeddings and the
 
 Python API (from the repository root)::
 
-    python examples/custom_method.py            # BYOL-style pretraining on the synthetic source
-    python examples/custom_method.py --fast     # seconds (used by the tests)
+    python examples/custom_method.py              # BYOL-style pretraining on the synthetic source
+    DSM_SMOKE=1 python examples/custom_method.py  # the same, shrunk: seconds
+
+Writes ``outputs/examples/custom_method/`` (``encoder.pt``, ``metrics.csv``), relative to
+where it runs.
 
 With the ``dsm`` command: ``class_path: examples.custom_method.BYOLVideo`` in a config
 (``PYTHONPATH=.`` from the repository root).
@@ -101,6 +104,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                       optimizer="adamw", lr=1e-3)
     trainer = common.example_trainer(out, s["epochs"], args.fast, export=out / "encoder.pt")
     trainer.fit(model, datamodule=data)
+    common.print_outputs(encoder=out / "encoder.pt", metrics=out / "metrics.csv")
     return {"model": model, "trainer": trainer, "metrics": common.logged_metrics(trainer),
             "out_dir": out}
 

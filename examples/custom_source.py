@@ -27,8 +27,11 @@ registers the name)::
 
 Run from the repository root (the CSV lists the synthetic source's videos, so no download)::
 
-    python examples/custom_source.py          # writes the CSV, pretrains DSM on it
-    python examples/custom_source.py --fast   # seconds (used by the tests)
+    python examples/custom_source.py              # writes the CSV, pretrains DSM on it
+    DSM_SMOKE=1 python examples/custom_source.py  # the same, shrunk: seconds
+
+Writes ``outputs/examples/custom_source/`` (``videos.csv``, ``metrics.csv``), relative to
+where it runs; the listed videos are the synthetic source's, in its cache.
 """
 
 from __future__ import annotations
@@ -143,8 +146,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     logged = common.logged_metrics(trainer)
     sizes = {split: len(data.records(split)) for split in data.split_names}
     print(f"source {data.source!r}: classes {data.class_names}, videos per split {sizes}")
-    print(f"last epoch: train/loss={logged.get('train/loss_epoch', float('nan')):.3f}, "
-          f"metrics: {out / 'metrics.csv'}")
+    print(f"last epoch: train/loss={logged.get('train/loss_epoch', float('nan')):.3f}")
+    common.print_outputs(csv=table, metrics=out / "metrics.csv")
     return {"data": data, "model": model, "trainer": trainer, "metrics": logged,
             "sizes": sizes, "csv": table}
 

@@ -11,8 +11,12 @@
 
 Run from the repository root::
 
-    python examples/finetune_from_checkpoint.py          # several minutes on a CPU
-    python examples/finetune_from_checkpoint.py --fast   # seconds (used by the tests)
+    python examples/finetune_from_checkpoint.py              # several minutes on a CPU
+    DSM_SMOKE=1 python examples/finetune_from_checkpoint.py  # the same, shrunk: seconds
+
+Writes ``outputs/examples/finetune_from_checkpoint/`` (``pretrain.ckpt``, ``encoder.pt``,
+``pretrain/`` and ``finetune_<i>/`` logs with ``metrics.csv`` and the test's
+``confusion_matrix.png``), relative to where it runs.
 
 The same with the ``dsm`` command: ``model.class_path: FinetuneModule`` with
 ``model.init_args.pretrained: path/to/encoder.pt`` (or the ``.ckpt``).
@@ -98,6 +102,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     for name, metrics in results.items():
         print(f"{name:<{width}}{100 * metrics['test/acc_top1']:>11.1f}%"
               f"{100 * metrics['test/clip_acc_top1']:>11.1f}%")
+    common.print_outputs(checkpoint=ckpt, encoder=out / "encoder.pt",
+                         pretraining_log=out / "pretrain" / "metrics.csv",
+                         **{f"finetune_log_{i}": out / f"finetune_{i}" / "metrics.csv"
+                            for i in range(len(sources))})
     return {"results": results, "encoders_match": same, "checkpoint": ckpt,
             "encoder": out / "encoder.pt", "out_dir": out}
 

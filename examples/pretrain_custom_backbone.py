@@ -12,8 +12,11 @@ class), so reload it into a fresh instance::
 
 Run from the repository root::
 
-    python examples/pretrain_custom_backbone.py          # a few minutes on a CPU
-    python examples/pretrain_custom_backbone.py --fast   # seconds (used by the tests)
+    python examples/pretrain_custom_backbone.py              # a few minutes on a CPU
+    DSM_SMOKE=1 python examples/pretrain_custom_backbone.py  # the same, shrunk: seconds
+
+Writes ``outputs/examples/pretrain_custom_backbone/`` (``encoder.pt``, ``metrics.csv``),
+relative to where it runs (``--out-dir`` to change).
 """
 
 from __future__ import annotations
@@ -102,6 +105,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     print(f"encoder.pt reloaded into SeparableNet: features identical = {same} "
           f"(feature_dim={meta['feature_dim']}, trained at {meta['crop_size']} px, "
           f"{meta['num_frames']} frames)")
+    common.print_outputs(encoder=out / "encoder.pt", metrics=out / "metrics.csv")
     return {"model": model, "metrics": logged, "encoder": encoder, "meta": meta,
             "features_match": same, "out_dir": out}
 

@@ -14,7 +14,10 @@ Run from the repository root::
 
     python examples/retrieval.py                              # pretrain + retrieval
     python examples/retrieval.py --pretrained path/encoder.pt # your own encoder (tiny3d data)
-    python examples/retrieval.py --fast                       # seconds (used by the tests)
+    DSM_SMOKE=1 python examples/retrieval.py                  # the same, shrunk: seconds
+
+Writes ``outputs/examples/retrieval/`` (``encoder.pt`` when it pretrains, and
+``pretrained/version_N/`` with the result files), relative to where it runs.
 
 The same with the ``dsm`` command: ``dsm test`` with ``model.class_path: RetrievalModule``
 and ``data.init_args.task: retrieval``.
@@ -85,7 +88,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         recalls[name] = module.recalls
         print(format_recall_table(module.recalls, title=name))
     results = evaluated["pretrained"].results_dir
-    print(f"neighbour lists: {results / 'neighbours.json'}")
+    written = {"encoder": pretrained} if args.pretrained is None else {}
+    common.print_outputs(**written, recall=results / "recall.json",
+                         neighbours=results / "neighbours.json",
+                         features=results / "features.pt")
     return {"recalls": recalls, "encoder": pretrained, "out_dir": out, "results_dir": results}
 
 

@@ -14,8 +14,11 @@ the two classes: the term pushes the encoder further towards motion, like the DS
 
 Python API (from the repository root)::
 
-    python examples/temporal_order.py            # DSM + order term on the synthetic source
-    python examples/temporal_order.py --fast     # seconds (used by the tests)
+    python examples/temporal_order.py              # DSM + order term on the synthetic source
+    DSM_SMOKE=1 python examples/temporal_order.py  # the same, shrunk: seconds
+
+Writes ``outputs/examples/temporal_order/`` (``encoder.pt``, ``metrics.csv``), relative
+to where it runs.
 
 The ``dsm`` command (``class_path: examples.temporal_order.TemporalOrderDSM``), from the
 repository root so that ``examples`` is importable::
@@ -132,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         f"{k}={logged[k]:.3f}" for k in ("train/loss_epoch", "train/hn_acc_epoch",
                                          "train/order_loss_epoch", "train/order_acc_epoch")
         if k in logged))
-    print(f"encoder: {out / 'encoder.pt'}, metrics: {out / 'metrics.csv'}")
+    common.print_outputs(encoder=out / "encoder.pt", metrics=out / "metrics.csv")
     return {"model": model, "trainer": trainer, "metrics": logged, "out_dir": out}
 
 

@@ -22,8 +22,11 @@ EXPECTED = {
     "bench_data": {"data_train_loader_classify", "data_train_loader_pretrain"},
     "bench_disturb": {"be_vs_dsm_triplet", "fame_vs_dsm_triplet", "be_on_dsm_vs_dsm_triplet"},
     "bench_ddp": {"ddp_2_vs_1_process"},
+    "bench_gpu": {"gpu_triplet_build", "gpu_fed_vs_model_only", "gpu_loader_vs_step",
+                  "gpu_memory_per_sample", "gpu_ddp_scaling"},
     "bench_memory": {"memory_rss_growth"},
     "bench_pretrain": {"pretrain_fed_vs_model_only"},
+    "bench_shards": {"shards_vs_files_loader", "shards_prepare_per_video"},
     "bench_triplet": {"triplet_vs_naive_loop", "r3d18_step_over_triplet"},
 }
 
@@ -36,7 +39,7 @@ def quick_results(tmp_path_factory):
     return code, rows, out
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(420)  # the quick suite starts a few Lightning / DDP processes
 def test_every_benchmark_runs_and_writes_results(quick_results):
     code, rows, out = quick_results
     assert code == 0
@@ -78,12 +81,31 @@ def test_rows_have_required_fields_and_sane_values(quick_results):
         ("ddp_2_vs_1_process", lambda r: r["a_per_s"] / r["b_per_s"]),
         ("memory_rss_growth", lambda r: 1.05 * r["a_mib"] / r["b_mib"]),
         ("fame_vs_dsm_triplet", lambda r: r["a_per_s"] / r["b_per_s"]),
+        ("shards_vs_files_loader", lambda r: r["a_per_s"] / r["b_per_s"]),
+        ("shards_prepare_per_video", lambda r: r["a_ms_per_video"] / r["b_ms_per_video"]),
+        ("gpu_fed_vs_model_only", lambda r: r["a_per_s"] / r["b_per_s"]),
+        ("gpu_memory_per_sample", lambda r: r["a_mib"] / r["b_mib_per_sample"]),
+        ("gpu_ddp_scaling", lambda r: r["a_per_s"] / r["b_per_s"]),
     ],
 )
 def test_ratio_is_the_quotient_of_the_reported_figures(quick_results, name, expected):
     _, rows, _ = quick_results
     (row,) = [r for r in rows if r["name"] == name]
     assert row["ratio"] == pytest.approx(expected(row), rel=1e-9)
+
+
+def test_gpu_rows_say_whether_gpu_figures_were_recorded(quick_results):
+    """Without CUDA every GPU row is a marked CPU stand-in; with it, the card is named."""
+    import torch
+
+    _, rows, _ = quick_results
+    gpu_rows = [r for r in rows if r["module"] == "bench_gpu"]
+    for row in gpu_rows:
+        assert row["gpu_figures"] is torch.cuda.is_available()
+        if not row["gpu_figures"]:
+            assert row["device"] == "cpu" and "no GPU figure recorded" in row["what"]
+        else:
+            assert row["device"] == torch.cuda.get_device_name(0)
 
 
 def test_memory_row_reports_a_plausible_peak(quick_results):

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_reproduce import SCRIPT_CONFIGS
 
 from dsm_lightning import cli
 
@@ -15,11 +16,13 @@ CONFIG_DIR = ROOT / "examples" / "configs"
 CONFIGS = sorted(CONFIG_DIR.glob("*.yaml"))
 IDS = [p.stem for p in CONFIGS]
 REMEDIES = ("_be_", "_fame_")  # Background Erasing / FAME configs: tests/test_remedy_configs.py
-PRETRAIN = [p for p in CONFIGS
-            if p.stem.startswith("pretrain_") and not any(r in p.stem for r in REMEDIES)]
+# configs that follow a public script (224 px, queue 3569, ...) are checked by test_reproduce.py
+PRETRAIN = [p for p in CONFIGS if p.stem.startswith("pretrain_") and p.stem not in SCRIPT_CONFIGS
+            and not any(r in p.stem for r in REMEDIES)]
 MODULES = {"dsm_lightning.DSMLightningModule", "dsm_lightning.DSMIntraModule",
-           "dsm_lightning.MoCoModule", "dsm_lightning.FinetuneModule",
-           "dsm_lightning.RetrievalModule", "dsm_lightning.BEModule", "dsm_lightning.FAMEModule"}
+           "dsm_lightning.DSMTripletModule", "dsm_lightning.MoCoModule",
+           "dsm_lightning.FinetuneModule", "dsm_lightning.RetrievalModule",
+           "dsm_lightning.BEModule", "dsm_lightning.FAMEModule"}
 FIT_CONFIGS = [p for p in CONFIGS if not p.stem.startswith("study_")]
 
 
@@ -77,26 +80,41 @@ def test_config_parses_with_the_real_parser(parser, path: Path):
         assert cfg.data.init_args.root in path.read_text().split("seed_everything")[0]
 
 
+def _same(value, expected) -> bool:
+    """Config values (lists) against preset values (tuples)."""
+    as_tuple = (lambda v: tuple(v) if isinstance(v, (list, tuple)) else v)  # noqa: E731
+    return as_tuple(value) == as_tuple(expected)
+
+
 @pytest.mark.parametrize("path", PRETRAIN, ids=[p.stem for p in PRETRAIN])
-def test_pretrain_configs_use_the_paper_settings(parser, path: Path):
+def test_pretrain_configs_use_the_paper_presets(parser, path: Path):
+    """Every paper config writes out the presets of docs/method-fidelity.md: the module's
+    ``paper_settings()``, ``ClipTransform.paper()`` and (DSM) ``TripletBuilder.paper()``."""
+    from dsm_lightning import DSMLightningModule, MoCoModule, TripletBuilder
+    from dsm_lightning.disturb import ClipTransform
+
     cfg = _parse(parser, path)
     model, data = cfg.model.init_args, cfg.data.init_args
     augment, transform = data.augment.init_args, data.transform.init_args
     assert (data.num_frames, data.stride, data.crop_size) == (16, 4, 112)
+    assert data.frame_size == 128  # 112 of 128: the public 224-of-256 crop, unscaled
     assert transform.crop_size is None  # written once: the data module's crop_size
-    assert (model.optimizer, model.lr, model.sgd_momentum, model.weight_decay) == (
-        "sgd", 0.003, 0.9, 1e-4)
-    assert (model.temperature, model.queue_size, model.momentum) == (0.07, 16384, 0.999)
-    assert tuple(transform.jitter) == (0.5, 0.5, 0.25, 0.5)
+    moco = "_moco_" in path.name
+    module = MoCoModule if moco else DSMLightningModule
+    assert cfg.model.class_path == f"dsm_lightning.{module.__name__}"  # the paper's DSM
+    for name, value in module.paper_settings().items():
+        assert _same(model[name], value), name
+    for name, value in ClipTransform.paper_settings().items():
+        assert _same(transform[name], value), name
     assert data.min_gap == (4 if "_k400_" in path.name else 2)
-    if "_moco_" in path.name:
-        assert cfg.model.class_path == "dsm_lightning.MoCoModule"
+    if moco:
         assert augment.spatial_prob == 0.0 and tuple(augment.negative_kinds) == ()
     else:
-        assert cfg.model.class_path == "dsm_lightning.DSMLightningModule"  # the paper's DSM
-        assert augment.spatial_prob > 0 and "shift" in augment.negative_kinds
+        for name, value in TripletBuilder.paper_settings().items():
+            assert _same(augment[name], value), name
     source = {"ucf101": "ucf101", "hmdb51": "hmdb51", "k400": "kinetics_csv"}
     assert data.source == source[path.stem.split("_")[1]]
+    assert "method-fidelity.md" in path.read_text().split("seed_everything")[0]
 
 
 @pytest.mark.parametrize("name", ["finetune_ucf101_split1", "finetune_hmdb51_split1"])
@@ -128,17 +146,27 @@ def test_study_config_pretrains_each_method_as_a_valid_fit_config(parser):
     from dsm_lightning.study import _fit_config, study_parser
 
     study = study_parser().parse_args(["--config", str(CONFIG_DIR / "study_synthetic.yaml")])
-    assert set(study.methods) >= {"moco", "dsm_intra"}
-    shared = None
+    assert set(study.methods) >= {"moco", "dsm", "dsm_intra", "dsm_triplet"}
+    shared, queued = None, None
+    classes = {}
     for name, method in study.methods.items():
         config = _fit_config(study.seed_everything, study.trainer, study.data, method,
                              Path("/tmp/out"), name)
         cfg = parser.parse_object(yaml.safe_load(yaml.safe_dump(config)))
         model = cfg.model.init_args
-        common = (model.backbone, dict(model.backbone_kwargs), model.optimizer, model.lr,
-                  model.temperature, model.queue_size, cfg.trainer.max_epochs)
+        classes[name] = cfg.model.class_path
+        common = (model.backbone, dict(model.backbone_kwargs), cfg.trainer.max_epochs)
         shared = shared or common
         assert common == shared, name
+        if "queue_size" in model:  # the MoCo-family methods share the queue settings too
+            queue = (model.optimizer, model.lr, model.temperature, model.queue_size)
+            queued = queued or queue
+            assert queue == queued, name
+    # each column is labelled by what it computes: the paper's objective is "dsm"
+    assert classes["dsm"] == "dsm_lightning.DSMLightningModule"
+    assert classes["dsm_intra"] == "dsm_lightning.DSMIntraModule"
+    assert classes["dsm_triplet"] == "dsm_lightning.DSMTripletModule"
+    assert classes["moco"] == "dsm_lightning.MoCoModule"
     assert study.splits.balanced_train == "balanced_train"
 
 

@@ -272,7 +272,7 @@ def test_classify_and_retrieval_tasks(known_dir):
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(source="ucf"), "unknown source 'ucf'; registered sources: folder, hmdb51"),
+        (dict(source="ucf"), "unknown source 'ucf'; registered sources: diving48, folder, hmdb51"),
         (dict(task="probe"), "task must be one of"),
         (dict(num_frames=0), "num_frames"),
         (dict(num_frames=1), r"num_frames must be >= 2 \(a clip needs two frames"),
@@ -341,8 +341,10 @@ def test_batch_larger_than_the_training_split_is_rejected(known_dir):
 
 
 def test_decoder_reaches_the_datasets(known_dir, monkeypatch):
-    from dsm_lightning.data import datamodule
+    from dsm_lightning.data import datamodule, torchcodec_backend
 
+    # The wiring is under test, not torchcodec: pretend the backend loads where it is absent.
+    monkeypatch.setattr(torchcodec_backend, "unavailable_reason", lambda: "")
     seen = {}
 
     class Capture(datamodule.PretrainClipDataset):

@@ -8,11 +8,13 @@ import pytest
 
 from dsm_lightning.data.sources import (
     AnnotationError,
+    Diving48Source,
     FolderSource,
     HMDB51Source,
     KineticsCSVSource,
     ListSource,
     SourceSplits,
+    SSv2Source,
     SyntheticSource,
     UCF101Source,
     VideoRecord,
@@ -20,10 +22,12 @@ from dsm_lightning.data.sources import (
     create_source,
     drop_missing,
     list_sources,
+    read_diving48,
     read_folder,
     read_hmdb51,
     read_kinetics_csv,
     read_list_files,
+    read_ssv2,
     read_ucf101,
     register_source,
     source_class,
@@ -186,6 +190,171 @@ def test_list_files_integer_and_named_labels(tmp_path):
         read_list_files(str(tmp_path), bad)
 
 
+# ------------------------------------------------------------- Something-Something v2, Diving48
+
+SSV2_CLASSES = ["Holding something next to something", "Pushing something from left to right"]
+DIVING48_CLASSES = ["Back_15som_05Twis_FREE", "Forward_25som_NoTwis_PIKE"]
+
+
+def make_ssv2(root, train_extra: str = "", videos=("101", "102", "103", "201")):
+    """The official SSv2 layout: labels JSON, train / validation lists, <id>.webm files."""
+    ann = root / "annotations"
+    write(ann / "something-something-v2-labels.json",
+          '{"Holding something next to something": "0",\n'
+          ' "Pushing something from left to right": "1"}\n')
+    write(ann / "something-something-v2-train.json", """[
+{"id": "101", "label": "holding a cup next to a pen",
+ "template": "Holding [something] next to [something]", "placeholders": ["a cup", "a pen"]},
+{"id": "102", "label": "pushing a box from left to right",
+ "template": "Pushing [something] from left to right", "placeholders": ["a box"]},
+{"id": "103", "template": "Holding [something] next to [something]"},
+{"id": "104", "template": "Spinning [something]"}""" + train_extra + "\n]\n")
+    write(ann / "something-something-v2-validation.json",
+          '[{"id": "201", "template": "Pushing [something] from left to right"}]')
+    for video_id in videos:
+        touch(root / "videos" / f"{video_id}.webm")
+    return ann
+
+
+def make_diving48(root, train_text: str | None = None, vocab: bool = True):
+    """The official Diving48 V2 layout: JSON splits, vocabulary, rgb/<vid_name>.mp4."""
+    ann = root / "annotations"
+    if vocab:
+        write(ann / "Diving48_vocab.json",
+              '[["Back", "15som", "05Twis", "FREE"],\n ["Forward", "25som", "NoTwis", "PIKE"]]')
+    write(ann / "Diving48_V2_train.json", train_text or """[
+  {"vid_name": "-mmq0PT-u8k_0", "label": 0, "start_frame": 0, "end_frame": 82},
+  {"vid_name": "-mmq0PT-u8k_1", "label": 1, "start_frame": 0, "end_frame": 75},
+  {"vid_name": "0Bdxlk6M4ck_3", "label": 1, "start_frame": 0, "end_frame": 60},
+  {"vid_name": "0Bdxlk6M4ck_4", "label": 5, "start_frame": 0, "end_frame": 60}
+]""")
+    write(ann / "Diving48_V2_test.json", """[
+  {"vid_name": "_8Vy3dlHg2w_0", "label": 1, "start_frame": 0, "end_frame": 40},
+  {"vid_name": "_8Vy3dlHg2w_1", "label": 0, "start_frame": 0, "end_frame": 44}]""")
+    for vid in ("-mmq0PT-u8k_0", "-mmq0PT-u8k_1", "0Bdxlk6M4ck_3", "_8Vy3dlHg2w_0"):
+        touch(root / "rgb" / f"{vid}.mp4")
+    return ann
+
+
+def test_ssv2_layout_templates_and_skips(tmp_path):
+    ann = make_ssv2(tmp_path, videos=("101", "201"))
+    result = read_ssv2(str(tmp_path / "videos"), str(ann))
+    assert result.class_names == SSV2_CLASSES
+    assert [(r.video_id, r.label) for r in result.splits["train"]] == [("101", 0), ("102", 1),
+                                                                        ("103", 0)]
+    assert result.splits["train"][0].path == str(tmp_path / "videos" / "101.webm")
+    assert [(r.video_id, r.label) for r in result.splits["test"]] == [("201", 1)]
+    # a template that is not a class is skipped with its file and line
+    assert [(s.split, s.reason) for s in result.skipped] == [
+        ("train", "unknown class 'Spinning something'")]
+    assert result.skipped[0].item.endswith("something-something-v2-train.json:7: 104")
+    # missing videos: counted skips of the data module (drop_missing), not errors
+    kept = drop_missing(result)
+    assert [r.video_id for r in kept.splits["train"]] == ["101"]
+    assert sorted(os.path.basename(s.item) for s in kept.skipped
+                  if s.reason == "file not found") == ["102.webm", "103.webm"]
+    mp4 = SSv2Source(str(tmp_path / "videos"), str(ann), extension=".mp4").read()
+    assert mp4.splits["test"][0].path.endswith("201.mp4")
+    with pytest.raises(ValueError, match="extension"):
+        SSv2Source(".", ".", extension="webm")
+
+
+@pytest.mark.parametrize("extra, labels, match", [
+    (',\n{"template": "Spinning [something]"}', None, r"train.json, line 8: expected \{"),
+    (',\n{"id": "9"}', None, r"train.json, line 8: expected"),
+    (',\n{"id": "9", "template": "x"', None, r"train.json, line 9: not valid JSON"),
+    ("", '{"Holding something next to something": "zero"}', r"labels.json: class 'Holding"),
+    ("", '{"a": "0", "b": "0"}', r"labels.json: class 'b': index 0 already used by 'a'"),
+    ("", '{"a": "0", "b": "2"}', r"labels.json: indices must be 0..1; missing \[1\]"),
+    ("", '["a", "b"]', r"labels.json, line 1: expected a non-empty object"),
+])
+def test_ssv2_malformed_names_file_and_line(tmp_path, extra, labels, match):
+    ann = make_ssv2(tmp_path, train_extra=extra)
+    if labels is not None:
+        write(ann / "something-something-v2-labels.json", labels)
+    with pytest.raises(AnnotationError, match=match):
+        read_ssv2(str(tmp_path / "videos"), str(ann))
+
+
+def test_ssv2_short_names_and_missing_files(tmp_path):
+    ann = make_ssv2(tmp_path)
+    for role in ("labels", "train", "validation"):
+        os.rename(ann / f"something-something-v2-{role}.json", ann / f"{role}.json")
+    assert len(read_ssv2(str(tmp_path), str(ann)).splits["train"]) == 3
+    os.remove(ann / "validation.json")
+    with pytest.raises(AnnotationError, match="no validation file .*validation.json"):
+        read_ssv2(str(tmp_path), str(ann))
+    with pytest.raises(AnnotationError, match="annotations directory not found"):
+        read_ssv2(str(tmp_path), str(tmp_path / "nope"))
+    assert SSv2Source(str(tmp_path), str(ann)).class_names() == SSV2_CLASSES  # labels only
+
+
+def test_diving48_layout_vocab_and_skips(tmp_path):
+    ann = make_diving48(tmp_path)
+    result = read_diving48(str(tmp_path / "rgb"), str(ann))
+    assert result.class_names == DIVING48_CLASSES
+    assert [(r.video_id, r.label) for r in result.splits["train"]] == [
+        ("-mmq0PT-u8k_0", 0), ("-mmq0PT-u8k_1", 1), ("0Bdxlk6M4ck_3", 1)]
+    assert result.splits["train"][0].path == str(tmp_path / "rgb" / "-mmq0PT-u8k_0.mp4")
+    assert result.splits["train"][0].start_sec is None  # released clips are already trimmed
+    assert [r.label for r in result.splits["test"]] == [1, 0]
+    assert [s.reason for s in result.skipped] == ["unknown class 5 (of 2)"]
+    assert result.skipped[0].item.endswith("Diving48_V2_train.json:5: 0Bdxlk6M4ck_4")
+    assert [os.path.basename(s.item) for s in drop_missing(result).skipped[1:]] == [
+        "_8Vy3dlHg2w_1.mp4"]
+    assert Diving48Source(str(tmp_path / "rgb"), str(ann)).class_names() == DIVING48_CLASSES
+    # without the vocabulary: classes "0" .. max train label
+    os.remove(ann / "Diving48_vocab.json")
+    result = read_diving48(str(tmp_path / "rgb"), str(ann))
+    assert result.class_names == [str(i) for i in range(6)] and not result.skipped
+    with pytest.raises(ValueError, match="version"):
+        Diving48Source(".", ".", version="V3")
+
+
+@pytest.mark.parametrize("train, match", [
+    ('[{"vid_name": "a", "label": -1}]', r"V2_train.json, line 1: expected \{"),
+    ('[\n{"vid_name": "a", "label": 0},\n{"label": 0}]', r"V2_train.json, line 3: expected"),
+    ('[{"vid_name": "a", "label": "0"}]', r"line 1: expected"),
+    ('[{"vid_name": "a", "label": 0, "start_frame": 9, "end_frame": 3}]',
+     r"line 1: end_frame 3 is not after start_frame 9"),
+    ('[{"vid_name": "a", "label": 0, "end_frame": 2.5}]', r"line 1: end_frame must be"),
+    ('{"vid_name": "a"}', r"V2_train.json, line 1: expected a JSON list"),
+    ('[\n\n{"vid_name": "a", "label": 0} {"vid_name": "b"}]', r"line 3: expected ',' or ']'"),
+])
+def test_diving48_malformed_names_file_and_line(tmp_path, train, match):
+    ann = make_diving48(tmp_path, train_text=train)
+    with pytest.raises(AnnotationError, match=match):
+        read_diving48(str(tmp_path / "rgb"), str(ann))
+
+
+def test_ssv2_and_diving48_clips_decode_through_the_data_module(tmp_path):
+    """Tiny known-frame videos in both layouts: the data module decodes the right frames
+    with the right labels (webm for SSv2 as released, mp4 for Diving48)."""
+    from video_fixtures import frame_ids, make_known_video
+
+    from dsm_lightning.data.datamodule import VideoDataModule
+
+    ann = make_ssv2(tmp_path / "ssv2", videos=())
+    make_diving48(tmp_path / "d48")
+    for video_id, length in (("101", 12), ("102", 16), ("103", 20), ("201", 14)):
+        make_known_video(str(tmp_path / "ssv2" / "videos" / f"{video_id}.webm"), length,
+                         codec="libvpx-vp9")
+    for path in (tmp_path / "d48" / "rgb").iterdir():
+        make_known_video(str(path), 10)
+    for source, root, ann_dir, labels in (
+        ("ssv2", tmp_path / "ssv2" / "videos", ann, [0, 1, 0]),
+        ("diving48", tmp_path / "d48" / "rgb", tmp_path / "d48" / "annotations", [0, 1, 1]),
+    ):
+        data = VideoDataModule(source=source, root=str(root), annotations=str(ann_dir),
+                               task="classify", num_frames=4, stride=2, frame_size=32,
+                               crop_size=32, batch_size=3, num_workers=0)
+        batch = next(iter(data.clip_dataloader("train", batch_size=3)))
+        assert batch["label"].tolist() == labels, source
+        for clip in batch["video"]:  # the centre window of each known video: 4 frames, step 2
+            ids = frame_ids(clip)
+            assert [b - a for a, b in zip(ids, ids[1:])] == [2, 2, 2], (source, ids)
+
+
 # ----------------------------------------------------------------------------- registry
 
 
@@ -203,6 +372,8 @@ def layouts(tmp_path):
                      "abseiling,aaa,10,20,train\narchery,bbb,0,10,val\n")
     train = write(tmp_path / "list" / "train.txt", "a.mp4 0\nb.mp4 1\n")
     test = write(tmp_path / "list" / "test.txt", "c.mp4 1\n")
+    make_ssv2(tmp_path / "ssv2")
+    make_diving48(tmp_path / "diving48")
     return {
         "folder": (dict(root=str(tmp_path / "folder")), ["jump", "walk"], {"train": 2}),
         "ucf101": (dict(root=str(tmp_path / "ucf")), ["Run", "Swim"], {"train": 3, "test": 1}),
@@ -212,6 +383,12 @@ def layouts(tmp_path):
                          ["abseiling"], {"train": 1}),
         "list": (dict(root=str(tmp_path / "list"), annotations=train, test_annotations=test),
                  ["0", "1"], {"train": 2, "test": 1}),
+        "ssv2": (dict(root=str(tmp_path / "ssv2" / "videos"),
+                      annotations=str(tmp_path / "ssv2" / "annotations")),
+                 SSV2_CLASSES, {"train": 3, "test": 1}),
+        "diving48": (dict(root=str(tmp_path / "diving48" / "rgb"),
+                          annotations=str(tmp_path / "diving48" / "annotations")),
+                     DIVING48_CLASSES, {"train": 3, "test": 2}),
         "synthetic": (dict(num_classes=2, videos_per_class=1, eval_videos_per_class=1,
                            num_frames=4, size=16, cache_dir=str(tmp_path / "synthetic")),
                       ["move_right", "move_left"], {"train": 2, "balanced_test_static": 2}),
@@ -219,14 +396,16 @@ def layouts(tmp_path):
 
 
 BUILT_IN = {"folder": FolderSource, "ucf101": UCF101Source, "hmdb51": HMDB51Source,
-            "kinetics_csv": KineticsCSVSource, "list": ListSource, "synthetic": SyntheticSource}
+            "kinetics_csv": KineticsCSVSource, "list": ListSource, "synthetic": SyntheticSource,
+            "ssv2": SSv2Source, "diving48": Diving48Source}
 
 
 @pytest.mark.parametrize("name", sorted(BUILT_IN))
 def test_every_built_in_source_by_name(name, layouts):
     assert name in list_sources() and source_class(name) is BUILT_IN[name]
     kwargs, class_names, sizes = layouts[name]
-    source = create_source(name, **kwargs, test_root=None)  # None: the default applies
+    extra = {} if name in ("ssv2", "diving48") else {"test_root": None}  # None: the default
+    source = create_source(name, **kwargs, **extra)
     assert isinstance(source, BUILT_IN[name]) and source.name == name
     assert name in repr(source) or type(source).__name__ in repr(source)
     source.prepare()
@@ -251,7 +430,7 @@ def test_any_file_source_takes_a_separate_test_tree(name, layouts, tmp_path):
 
 
 def test_registry_errors_name_the_problem():
-    with pytest.raises(ValueError, match="unknown source 'nope'; registered sources: folder"):
+    with pytest.raises(ValueError, match="unknown source 'nope'; registered sources: .*folder"):
         create_source("nope")
     with pytest.raises(ValueError, match="source 'list' needs annotations"):
         create_source("list", root=".")

@@ -143,3 +143,50 @@ def test_translating_pattern_keeps_frame_to_frame_displacement(kind):
             before = _best_shift(clip[b, :, t], clip[b, :, t + 1], margin=12)
             after = _best_shift(out[b, :, t], out[b, :, t + 1], margin=12)
             assert before == after == -speed
+
+
+# ------------------------------------------------------------------ the public code's warp
+PAPER_POINTS = {"shift": (5.0, 9.5), "region": (60 / 112 - 1, 140 / 112 - 1),
+                "direction": "down_right", "strength": 0.5}
+
+
+def test_paper_point_field_peak_displacement_statistics_at_112_px():
+    """One point: the peak moves 0.5 |s| with components of 10-19 px of a 224 crop, i.e.
+    3.5-6.7 px at 112 px (median ~5); the content always moves towards the bottom-right."""
+    field = sample_point_field(400, 112, count=(1, 1), generator=_gen(1), **PAPER_POINTS)
+    px = field * 112 / 2  # pixels of the 112 output
+    peak = px.norm(dim=-1).flatten(1).max(dim=1).values
+    assert peak.min() >= 3.5 - 0.1 and peak.max() <= 6.72 + 1e-3
+    assert 4.5 < peak.median() < 5.6
+    # sampling offsets point up-left (content moves down-right) wherever they are not zero
+    moved = px.norm(dim=-1) > 0.05
+    assert (px[..., 0][moved] < 0).all() and (px[..., 1][moved] < 0).all()
+    # the fall-off is centred on the drawn point plus its shift: pixels 60-139 of 224 plus
+    # 10-19 px, i.e. inside [35, 80) px of the 112 frame on both axes
+    argmax = px.norm(dim=-1).flatten(1).argmax(dim=1)
+    rows, cols = argmax // 112, argmax % 112
+    for axis in (rows, cols):
+        assert axis.min() >= 34 and axis.max() <= 80
+
+
+def test_paper_point_field_integer_offsets_truncate_towards_zero():
+    exact = sample_point_field(8, 112, generator=_gen(2), **PAPER_POINTS)
+    whole = sample_point_field(8, 112, generator=_gen(2), integer=True, **PAPER_POINTS)
+    px_exact, px_whole = exact * 56, whole * 56
+    torch.testing.assert_close(px_whole, px_whole.round(), atol=1e-4, rtol=0)
+    torch.testing.assert_close(px_whole, torch.trunc(px_exact), atol=1e-4, rtol=0)
+    assert px_whole.abs().max() >= 3  # peaks survive the truncation
+
+
+def test_shared_field_is_one_field_for_the_whole_batch():
+    shared = sample_disturbance_field(6, 64, kinds=("points",), shared=True, generator=_gen(3),
+                                      point_direction="down_right", point_strength=0.5)
+    assert shared.shape == (6, 64, 64, 2) and shared.abs().max() > 0
+    assert (shared == shared[:1]).all()
+    per_clip = sample_disturbance_field(6, 64, kinds=("points",), generator=_gen(3))
+    assert not (per_clip == per_clip[:1]).all()
+
+
+def test_point_field_rejects_an_unknown_direction():
+    with pytest.raises(ValueError, match="direction"):
+        sample_point_field(2, 16, direction="up")

@@ -159,6 +159,7 @@ def test_train_and_eval_without_a_video_set_the_module_mode():
         ("jitter", (0.5, 0.5, 0.25, 0.6)),
         ("jitter", (0.5, 0.5)),
         ("jitter_prob", -0.1),
+        ("jitter_mode", "some"),
         ("grayscale_prob", 2.0),
         ("rotation_degrees", -1.0),
         ("std", (0.2, 0.0, 0.2)),
@@ -169,6 +170,63 @@ def test_train_and_eval_without_a_video_set_the_module_mode():
 def test_invalid_arguments_raise_naming_them(name, value):
     with pytest.raises(ValueError, match=name):
         ClipTransform(**{name: value})
+
+
+def _colour_ops(transform: ClipTransform, batch: int, seed: int = 0) -> torch.Tensor:
+    """(B, 4) bool: which of brightness, contrast, saturation, hue changed each clip.
+
+    Recovered from the sampled colour map ``M x + shift * grey``: in YIQ, saturation scales
+    and hue rotates the chroma block while both keep the luma, so the luma gain is ``b c``
+    and the grey offset ``(1 - c) b``; the chroma block is ``b c s R(hue)``.
+    """
+    from dsm_lightning.disturb.simple import _RGB_TO_YIQ
+
+    params = transform.sample(batch, generator=_gen(seed))
+    yiq = torch.tensor(_RGB_TO_YIQ)
+    in_yiq = yiq @ params.color_matrix @ torch.linalg.inv(yiq)
+    luma = in_yiq[:, 0, 0]  # b * c
+    b = luma + params.color_shift
+    c = luma / b
+    chroma = in_yiq[:, 1:, 1:] / luma[:, None, None]  # s * rotation
+    s = torch.linalg.det(chroma).clamp_min(0).sqrt()
+    sin = (chroma[:, 1, 0] - chroma[:, 0, 1]) / (2 * s)
+    return torch.stack([(b - 1).abs() > 1e-5, (c - 1).abs() > 1e-5, (s - 1).abs() > 1e-5,
+                        sin.abs() > 1e-5], dim=1)
+
+
+def test_jitter_one_of_applies_exactly_one_op_per_clip_uniformly():
+    """The public code's bug-compatible jitter: one op per clip, each op about 1/4 of clips;
+    the default mode applies all four to every jittered clip."""
+    one = ClipTransform(S, **{**PLAIN, "jitter_prob": 1.0}, jitter_mode="one_of")
+    ops = _colour_ops(one, 400)
+    assert (ops.sum(1) == 1).all()
+    share = ops.float().mean(0)
+    assert ((share > 0.18) & (share < 0.32)).all(), share
+    every = ClipTransform(S, **{**PLAIN, "jitter_prob": 1.0})
+    assert _colour_ops(every, 50).float().mean() > 0.95
+    # an op of strength 0 is never the one picked
+    no_hue = ClipTransform(S, **{**PLAIN, "jitter_prob": 1.0}, jitter=(0.5, 0.5, 0.25, 0.0),
+                           jitter_mode="one_of")
+    ops = _colour_ops(no_hue, 300)
+    assert (ops.sum(1) == 1).all() and not ops[:, 3].any()
+    assert (ops[:, :3].float().mean(0) > 0.25).all()
+
+
+def test_paper_preset_is_the_public_codes_simple_augmentation():
+    paper = ClipTransform.paper(crop_size=S)
+    assert paper.crop_scale == ((224 / 256) ** 2,) * 2 and paper.crop_ratio == (1.0, 1.0)
+    assert (paper.flip_prob, paper.grayscale_prob, paper.rotation_degrees) == (0.0, 0.0, 10.0)
+    assert paper.jitter == (0.5, 0.5, 0.25, 0.5)
+    assert (paper.jitter_prob, paper.jitter_mode) == (1.0, "one_of")
+    assert ClipTransform.paper(flip_prob=0.5).flip_prob == 0.5  # overrides win
+    # the crop is a square of 7/8 of the frame side at a random position, never resized
+    theta = paper.sample(64, generator=_gen(0)).theta
+    scale = theta[:, :, :2].pow(2).sum(1).sqrt()  # column norms: half-sides in [-1, 1] units
+    torch.testing.assert_close(scale, torch.full_like(scale, 224 / 256), atol=1e-5, rtol=0)
+    assert theta[:, :, 2].abs().max() <= 1 - 224 / 256 + 1e-5
+    assert theta[:, :, 2].std() > 0.02  # the position varies
+    ops = _colour_ops(paper, 200)
+    assert (ops.sum(1) == 1).all()
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -141,6 +141,95 @@ def test_shift_negative_shares_the_anchor_augmentation():
     )
 
 
+def test_shift_negative_with_independent_augmentation():
+    """``shift_augment="independent"`` (the public code): the shifted clip gets a draw of its
+    own, so even identical frames differ from the anchor; with identity augmentation it is
+    exactly the normalised shifted clip."""
+    video = _textured(seed=4)
+    builder = TripletBuilder(_clip(), negative_kinds=("shift",), shift_augment="independent")
+    out = builder(video, video, generator=_gen(2))
+    per_clip = (out["negative"] - out["anchor"]).abs().flatten(1).mean(1)
+    assert (per_clip > 0.05).all()  # the same frames, another augmentation
+    shared = TripletBuilder(_clip(), negative_kinds=("shift",))(video, video, generator=_gen(2))
+    torch.testing.assert_close(shared["negative"], shared["anchor"], atol=0, rtol=0)
+    # the anchor and the positive keep their draws: the shift's draw comes after them
+    torch.testing.assert_close(out["anchor"], shared["anchor"], atol=0, rtol=0)
+    torch.testing.assert_close(out["positive"], shared["positive"], atol=0, rtol=0)
+    plain = TripletBuilder(_clip(**PLAIN), negative_kinds=("shift",), spatial_prob=0.0,
+                           shift_augment="independent")
+    video, shifted = _textured(size=S), _textured(size=S, seed=6)
+    torch.testing.assert_close(plain(video, shifted)["negative"], normalize(shifted),
+                               atol=1e-4, rtol=0)
+
+
+def _labelled(batch: int = B) -> torch.Tensor:
+    """uint8 clips whose every pixel of sample i is 20 * (i + 1): the video can be read back."""
+    value = 20 * (torch.arange(batch) + 1)
+    return value.view(batch, 1, 1, 1, 1).expand(batch, 3, T, S, S).to(torch.uint8).clone()
+
+
+def _video_of(clip: torch.Tensor) -> torch.Tensor:
+    """(B,) the sample index whose constant value a normalised clip shows."""
+    level = normalize(torch.zeros(1, 3, 1, 1, 1, dtype=torch.uint8))[0, 0, 0, 0, 0]
+    scale = normalize(torch.full((1, 3, 1, 1, 1), 255, dtype=torch.uint8))[0, 0, 0, 0, 0]
+    value = (clip[:, 0].mean(dim=(1, 2, 3)) - level) / (scale - level) * 255
+    return (value / 20).round().long() - 1
+
+
+@pytest.mark.parametrize("with_shift", [False, True])
+def test_other_video_negative_comes_from_another_video_of_the_batch(with_shift):
+    """The negative of sample i is a clip of sample i - 1 (the batch rolled by one): never
+    its own video; with ``video_shift`` it is that video's shifted clip."""
+    video = _labelled()
+    shifted = (_labelled().float() * 0 + 200 - 20 * torch.arange(B).view(B, 1, 1, 1, 1)).to(
+        torch.uint8) if with_shift else None
+    builder = TripletBuilder(_clip(**PLAIN), spatial_prob=0.0, negative_kinds=("other_video",))
+    out = builder(video, shifted)
+    source = torch.arange(B).roll(1)
+    assert (source != torch.arange(B)).all()
+    if with_shift:
+        torch.testing.assert_close(out["negative"], normalize(shifted.roll(1, dims=0)),
+                                   atol=1e-4, rtol=0)
+    else:
+        assert torch.equal(_video_of(out["negative"]), source)
+        assert torch.equal(_video_of(out["anchor"]), torch.arange(B))
+    with pytest.raises(ValueError, match="other_video"):
+        builder(video[:1])
+
+
+def test_other_video_mixes_with_other_kinds_and_stacks_in_mode_all():
+    video = _labelled(8)
+    kinds = ("other_video", "static")
+    mixed = TripletBuilder(_clip(**PLAIN), spatial_prob=0.0, negative_kinds=kinds, seed=0)
+    neg = mixed(_labelled(8) * 0 + video)["negative"]
+    from_other = _video_of(neg) != torch.arange(8)
+    assert from_other.any() and (~from_other).any()  # some of each kind in a batch of 8
+    stacked = TripletBuilder(_clip(**PLAIN), spatial_prob=0.0, negative_kinds=kinds,
+                             negative_mode="all")(video)["negative"]
+    assert stacked.shape == (8, 2, 3, T, S, S)
+    assert torch.equal(_video_of(stacked[:, 0]), torch.arange(8).roll(1))
+    assert torch.equal(_video_of(stacked[:, 1]), torch.arange(8))
+
+
+def test_paper_preset_is_the_public_codes_disturbance():
+    builder = TripletBuilder.paper(transform=_clip(), seed=0)
+    settings = TripletBuilder.paper_settings()
+    for name, value in settings.items():
+        assert getattr(builder, name) == (value if not isinstance(value, list) else tuple(value))
+    assert builder.spatial_kinds == ("points",) and builder.negative_kinds == ("shift",)
+    assert (builder.point_direction, builder.point_strength, builder.point_integer) == (
+        "down_right", 0.5, True)
+    assert (builder.field_scope, builder.shift_augment) == ("batch", "independent")
+    assert builder.point_shift == (5.0, 9.5)  # 10-19 px of a 224 crop, at 112
+    video, shifted = _textured(), _textured(seed=1)
+    out = builder(video, shifted, return_field=True)
+    assert (out["field"] == out["field"][:1]).all() and out["field"].abs().max() > 0
+    px = out["field"] * S / 2
+    torch.testing.assert_close(px, px.round(), atol=1e-4, rtol=0)  # whole pixels
+    assert TripletBuilder.paper(negative_kinds=("other_video",)).negative_kinds == (
+        "other_video",)
+
+
 def test_negative_mode_all_stacks_one_negative_per_kind():
     video = _textured(seed=5)
     shifted = torch.roll(video, shifts=-1, dims=2)
@@ -220,6 +309,11 @@ def test_bfloat16_output_close_to_float32():
         ("negative_probs", (0.5, 0.5)),
         ("local_fraction", 0.0),
         ("negative_mode", "every"),
+        ("point_region", (0.5, -0.5)),
+        ("point_direction", "up"),
+        ("point_strength", 0.0),
+        ("field_scope", "epoch"),
+        ("shift_augment", "never"),
         ("seed", "x"),
     ],
 )

@@ -1,4 +1,5 @@
-"""Every script in examples/ runs with ``--fast`` and does what its docstring says.
+"""Every script in examples/ runs with ``--fast`` (= ``DSM_SMOKE=1``) and does what its
+docstring says (tests/test_walk.py runs each with its defaults and checks what it printed).
 
 The scripts run in-process (their ``main(argv)`` returns what they computed); the custom
 objective also runs through the real ``dsm`` console script with
@@ -74,7 +75,9 @@ def test_every_example_script_is_tested_and_documents_its_command():
     assert sorted(p.stem for p in EXAMPLES.glob("*.py") if not p.stem.startswith("_")) == SCRIPTS
     for name in SCRIPTS:
         doc = (EXAMPLES / f"{name}.py").read_text()
-        assert f"python examples/{name}.py --fast" in doc
+        assert f"DSM_SMOKE=1 python examples/{name}.py" in doc  # the smoke run, same paths
+        assert f"outputs/examples/{name}/" in doc  # where it writes
+        assert "common.print_outputs(" in doc  # and says so when it ran
 
 
 # ------------------------------------------------------------------ custom backbone

@@ -11,15 +11,20 @@ from dsm_lightning.models import (
     BackboneWrapper,
     EncoderLoadError,
     ProjectionHead,
+    TwoPathwayBackbone,
     as_backbone,
     create_backbone,
+    hub_names,
+    infer_feature_dim,
     list_backbones,
     load_backbone_weights,
     load_encoder,
     register_backbone,
     save_encoder,
+    strip_pytorchvideo_head,
 )
 from dsm_lightning.models import registry as registry_module
+from dsm_lightning.models.i3d_inception import same_padding
 
 # Small settings where the full model is too slow for CI (the full ones build the same code).
 SMALL = {
@@ -35,26 +40,156 @@ SMALL = {
     "mc3_18": {"layers": (1, 1, 1, 1)},
     "r2plus1d_18": {"layers": (1, 1, 1, 1)},
     "tiny3d": {"width": 4},
+    "i3d_r50": {"width": 8},
 }
+# Smaller clips for the networks without a width knob (the smallest the strides allow).
+SMALL_INPUT = {"i3d_inception": (2, 3, 8, 32, 32), "r2plus1d_dsm": (2, 3, 4, 32, 32)}
 REQUIRED = {"r3d_18", "mc3_18", "r2plus1d_18", "s3d", "c3d", "slow_r50", "x3d_xs", "x3d_s",
-            "x3d_m", "r2plus1d_r50", "csn_r101", "tiny3d"}
+            "x3d_m", "r2plus1d_r50", "csn_r101", "tiny3d", "i3d_r50", "i3d_inception",
+            "r2plus1d_dsm"}
+# A sample of pytorchvideo.models.hub builders, one per head kind (ResNet, X3D projected
+# pool, SlowFast two pathways, MViT transformer head, mobile-CPU X3D): builder kwargs
+# (passed through to the hub builder; narrower stems where the builder has the knob) and
+# the smallest clip the network takes (MViT: the size its positional embedding is built for).
+HUB_SAMPLE = {
+    "i3d_r50": ({"stem_dim_out": 8}, (2, 3, 4, 16, 16)),
+    "x3d_xs": ({}, (2, 3, 4, 16, 16)),
+    "slowfast_r50": ({"stem_dim_outs": (8, 1)}, (2, 3, 4, 16, 16)),
+    "mvit_base_16x4": ({"spatial_size": 32, "temporal_size": 4, "patch_embed_dim": 16},
+                       (2, 3, 4, 32, 32)),
+    "efficient_x3d_xs": ({}, (2, 3, 4, 16, 16)),
+}
 
 
 def test_registry_lists_the_contract_names():
     assert REQUIRED <= set(list_backbones())
 
 
-@pytest.mark.parametrize("name", list_backbones())
-def test_every_backbone_builds_pools_and_backpropagates(name):
-    torch.manual_seed(0)
-    model = create_backbone(name, **SMALL.get(name, {}))
-    video = torch.randn(2, 3, 8, 64, 64)
+def _check_features_and_gradients(model, video):
     features = model(video)
-    assert features.shape == (2, model.feature_dim)
+    assert features.shape == (video.shape[0], model.feature_dim)
     assert torch.isfinite(features).all()
     features.square().mean().backward()
     no_grad = [n for n, p in model.named_parameters() if p.grad is None]
     assert not no_grad, f"parameters without gradient: {no_grad[:5]}"
+
+
+@pytest.mark.parametrize("name", list_backbones(families=False))
+def test_every_backbone_builds_pools_and_backpropagates(name):
+    torch.manual_seed(0)
+    model = create_backbone(name, **SMALL.get(name, {}))
+    _check_features_and_gradients(model, torch.randn(*SMALL_INPUT.get(name, (2, 3, 8, 64, 64))))
+
+
+@pytest.mark.parametrize("name", sorted(HUB_SAMPLE))
+def test_pytorchvideo_hub_builders_lose_their_head_and_backpropagate(name):
+    kwargs, shape = HUB_SAMPLE[name]
+    torch.manual_seed(0)
+    model = create_backbone(f"pytorchvideo:{name}", **kwargs)
+    assert model.feature_dim == infer_feature_dim(model, shape)  # the head's input, pooled
+    _check_features_and_gradients(model, torch.randn(*shape))
+
+
+def test_pytorchvideo_family_lists_every_hub_builder_and_passes_kwargs():
+    import pytorchvideo.models.hub as hub
+
+    listed = [n for n in list_backbones() if n.startswith("pytorchvideo:")]
+    builders = {n for n, f in vars(hub).items() if callable(f) and n.endswith(("_r50", "_xs"))}
+    assert {f"pytorchvideo:{n}" for n in builders} <= set(listed)
+    assert set(listed) == {f"pytorchvideo:{n}" for n in hub_names()}
+    assert not [n for n in listed if n.endswith("_detection")]
+    assert set(list_backbones(families=False)) == set(list_backbones()) - set(listed)
+    # kwargs reach the hub builder: the stem width sets the feature size (32 x stem)
+    assert create_backbone("pytorchvideo:slow_r50", stem_dim_out=4).feature_dim == 128
+
+
+def test_pytorchvideo_family_errors_name_the_problem():
+    with pytest.raises(ValueError, match="never does"):
+        create_backbone("pytorchvideo:x3d_xs", pretrained=True)
+    assert create_backbone("pytorchvideo:x3d_xs", pretrained=False, progress=False).feature_dim
+    with pytest.raises(ValueError, match=r"unknown pytorchvideo hub builder 'x3d_xxl'; "
+                                         r"available: c2d_r50"):
+        create_backbone("pytorchvideo:x3d_xxl")
+    with pytest.raises(ValueError, match="detection network"):
+        create_backbone("pytorchvideo:slow_r50_detection")
+    with pytest.raises(ValueError, match="pytorchvideo:x3d_xs: .*no_such_argument"):
+        create_backbone("pytorchvideo:x3d_xs", no_such_argument=1)
+    with pytest.raises(ValueError, match="unknown backbone family 'torchhub'"):
+        create_backbone("torchhub:x3d_xs")
+    with pytest.raises(ValueError, match="pytorchvideo:<name>"):
+        create_backbone("x3d_xxl")
+    with pytest.raises(ValueError, match="cannot remove the head"):
+        strip_pytorchvideo_head(nn.Conv3d(3, 4, 1))
+
+
+def test_original_hub_weights_load_into_the_headless_backbone(tmp_path):
+    """A state dict of the hub network (head included) loads; only the head is left over."""
+    import pytorchvideo.models.hub as hub
+
+    torch.manual_seed(0)
+    original = hub.x3d_xs(pretrained=False)
+    torch.save(original.state_dict(), tmp_path / "x3d_xs.pt")
+    model = load_backbone_weights(create_backbone("pytorchvideo:x3d_xs"), tmp_path / "x3d_xs.pt")
+    for key, value in model.model.state_dict().items():
+        torch.testing.assert_close(value, original.state_dict()[key])
+
+
+def test_hub_backbone_round_trips_through_encoder_pt_by_name(tmp_path):
+    torch.manual_seed(0)
+    kwargs = {"stem_dim_out": 8}
+    model = create_backbone("pytorchvideo:slow_r50", **kwargs).eval()
+    path = save_encoder(tmp_path / "encoder.pt", model, "pytorchvideo:slow_r50", kwargs)
+    loaded, meta = load_encoder(path)
+    assert meta["backbone"] == "pytorchvideo:slow_r50" and loaded.feature_dim == 256
+    video = torch.randn(2, 3, 4, 32, 32)
+    torch.testing.assert_close(loaded.eval()(video), model(video))
+
+
+def test_slowfast_feeds_every_alpha_th_frame_to_the_slow_pathway():
+    model = create_backbone("pytorchvideo:slowfast_r50", stem_dim_outs=(8, 1))
+    assert isinstance(model, TwoPathwayBackbone) and model.alpha == 4
+    seen = []
+    model.model.blocks[0].register_forward_pre_hook(  # the network edits the list in place
+        lambda _, args: seen.append([pathway.clone() for pathway in args[0]]))
+    video = torch.arange(8.0).view(1, 1, 8, 1, 1).expand(2, 3, 8, 16, 16).contiguous()
+    model.eval()(video)
+    slow, fast = seen[0]
+    assert slow[0, 0, :, 0, 0].tolist() == [0.0, 4.0] and torch.equal(fast, video)
+    assert len(seen) == 1
+
+
+def test_public_code_r2plus1d_layout():
+    """R(2+1)D-10 of the public DSM code: Tran et al.'s intermediate widths everywhere
+    (the 3x7x7 stem: floor(3*49*3*64 / (49*3 + 3*64)) = 83), a factorised 1x1x1 shortcut,
+    time and space halved by each of the last three layers."""
+    model = create_backbone("r2plus1d_dsm")
+    net = model.model
+    assert net.conv1.spatial_conv.out_channels == (3 * 49 * 3 * 64) // (49 * 3 + 3 * 64) == 83
+    assert net.conv1.temporal_conv.kernel_size == (3, 1, 1)
+    shortcut = net.conv3.block1.downsampleconv
+    assert (shortcut.spatial_conv.stride, shortcut.temporal_conv.stride) == ((1, 2, 2),
+                                                                             (2, 1, 1))
+    assert [len(layer.blocks) + 1 for layer in (net.conv2, net.conv3, net.conv4, net.conv5)] == [
+        1, 1, 1, 1]
+    assert net(torch.zeros(2, 3, 16, 32, 32)).shape == (2, 512, 2, 2, 2)
+    assert len(create_backbone("r2plus1d_dsm", layers=(2, 2, 2, 2)).model.conv2.blocks) == 1
+    with pytest.raises(ValueError, match="layers"):
+        create_backbone("r2plus1d_dsm", layers=(1, 1))
+
+
+def test_public_code_inception_i3d_layout():
+    """Inception-v1 I3D: TF "SAME" padding (the stride-2 stem pads 2 before, 3 after),
+    1024 channels at stride 8 in time and 32 in space, the public file's module names."""
+    assert same_padding((7, 7, 7), (2, 2, 2)) == (2, 3, 2, 3, 2, 3)
+    assert same_padding((1, 3, 3), (1, 2, 2)) == (0, 1, 0, 1, 0, 0)
+    assert same_padding((3, 3, 3), (1, 1, 1)) == (1, 1, 1, 1, 1, 1)
+    model = create_backbone("i3d_inception")
+    assert model.feature_dim == 1024
+    keys = set(model.state_dict())
+    assert {"model.conv3d_1a_7x7.conv3d.weight", "model.mixed_5c.branch_3.1.conv3d.weight",
+            "model.mixed_4f.branch_2.1.batch3d.running_mean"} <= keys
+    assert model.model.eval()(torch.zeros(2, 3, 16, 64, 64)).shape == (2, 1024, 2, 2, 2)
+    assert create_backbone("i3d_inception", in_channels=2).model.conv3d_1a_7x7.conv3d.in_channels == 2
 
 
 def test_feature_dim_follows_width_knobs():

@@ -145,6 +145,48 @@ def test_paper_dsm_hard_negative_goes_through_the_query_encoder_never_the_ema():
     assert grads.abs().sum() > 0
 
 
+#: docs/method-fidelity.md, "Optimisation and loss": the public code's values.
+PAPER_OPTIMISATION = {"proj_dim": 128, "proj_hidden_dim": None, "query_view": "positive",
+                      "optimizer": "sgd", "lr": 0.003, "sgd_momentum": 0.9,
+                      "weight_decay": 1e-4, "warmup_epochs": 0.0, "lr_schedule": "multistep",
+                      "lr_milestones": (120, 160, 200), "lr_gamma": 0.1}
+PAPER_QUEUE = {"temperature": 0.07, "queue_size": 3569, "momentum": 0.999,
+               "momentum_schedule": "constant", "exclude_same_video": False}
+
+
+@pytest.mark.parametrize(("cls", "expected"), [
+    (ContrastiveModule, PAPER_OPTIMISATION),
+    (MoCoModule, {**PAPER_OPTIMISATION, **PAPER_QUEUE}),
+    (DSMLightningModule, {**PAPER_OPTIMISATION, **PAPER_QUEUE, "hard_negative_weight": 1.0}),
+    (DSMTripletModule, {**PAPER_OPTIMISATION, "margin": 0.5, "inter_video": True,
+                        "shared_pass": False}),
+])
+def test_paper_presets_equal_the_documented_values(cls, expected):
+    assert cls.paper_settings() == expected
+    if cls is ContrastiveModule:
+        return
+    model = cls.paper(backbone="tiny3d", backbone_kwargs={"width": 4})
+    for name, value in expected.items():
+        assert model.hparams[name] == value, name
+    assert model.projector.hidden_dim is None and model.projector.output_dim == 128
+    if cls is not DSMTripletModule:
+        assert model.queue.size == 3569
+    # an override wins, the rest stays the paper's
+    other = cls.paper(backbone="tiny3d", backbone_kwargs={"width": 4}, lr=0.01)
+    assert other.hparams.lr == 0.01 and other.hparams.optimizer == "sgd"
+
+
+def test_paper_preset_step_schedule_is_constant_before_epoch_120():
+    """x0.1 after epochs 120 and 160 (the public code's ``epoch > milestone``, 1-based)."""
+    from dsm_lightning.schedules import lr_factor
+
+    per_epoch = 10
+    milestones = [m * per_epoch for m in PAPER_OPTIMISATION["lr_milestones"]]
+    factors = [lr_factor(e * per_epoch, 2000, 0, "multistep", milestones, 0.1)
+               for e in (0, 119, 120, 159, 160, 199)]
+    assert factors == pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01])
+
+
 def test_paper_dsm_loss_equals_the_slow_formula():
     """[q.k+ | q.queue | q.n] / tau with target 0, computed sample by sample."""
     torch.manual_seed(3)

@@ -1,9 +1,9 @@
-"""The ``dsm`` console script: ``dsm fit|validate|test|predict|study --config FILE.yaml``.
+"""The ``dsm`` console script: ``dsm fit|validate|test|predict|study|prepare --config FILE.yaml``.
 
 ``dsm --help`` (or ``dsm`` alone) prints the subcommands at once, without importing torch
 or Lightning; everything else goes to the LightningCLI parser of
 :mod:`dsm_lightning.cli_parser` (subclass mode for model and data, links between them,
-short help), ``dsm study`` to :mod:`dsm_lightning.study`, and the parser's public names (``DSMCLI``, ``build_cli``, ``parse_config``) are also
+short help), ``dsm study`` to :mod:`dsm_lightning.study`, ``dsm prepare`` to :mod:`dsm_lightning.prepare`, and the parser's public names (``DSMCLI``, ``build_cli``, ``parse_config``) are also
 reachable from here.
 
 A wrong configuration (unknown key, wrong type, missing file, invalid value), a checkpoint
@@ -43,6 +43,8 @@ SUBCOMMANDS: dict[str, str] = {
 EXTRA_SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "study": ("dsm_lightning.study",
               "pretrain several methods on the same data and measure their scene bias"),
+    "prepare": ("dsm_lightning.prepare",
+                "pack a data section's videos into streaming shards (source: shards)"),
 }
 
 # names of the parser module, imported on first use (PEP 562) so `dsm --help` stays fast
@@ -69,9 +71,10 @@ def top_level_help() -> str:
         "              options, `dsm fit --model.help FinetuneModule` a model's arguments",
         "",
         "examples:",
-        "  dsm fit --config examples/configs/demo_dsm.yaml",
-        "  dsm fit --config examples/configs/demo_dsm.yaml --print_config > my.yaml",
-        "  dsm test --config my_finetune.yaml --ckpt_path runs/.../checkpoints/last.ckpt",
+        "  dsm fit --config examples/configs/synthetic_dsm_intra.yaml",
+        "  dsm fit --config examples/configs/synthetic_dsm_intra.yaml --print_config > my.yaml",
+        "  dsm test --config examples/configs/finetune_synthetic.yaml "
+        "--ckpt_path runs/finetune_synthetic/version_0/checkpoints/last.ckpt",
     ]
     return "\n".join(lines)
 

@@ -1,6 +1,6 @@
 """The parser behind the ``dsm`` console script: LightningCLI in subclass mode, links, help.
 
-``dsm fit --config examples/configs/demo_dsm.yaml`` pretrains, ``dsm test --config
+``dsm fit --config examples/configs/synthetic_dsm_intra.yaml`` pretrains, ``dsm test --config
 finetune.yaml`` evaluates; any LightningModule / LightningDataModule is chosen by
 ``class_path`` (short names such as ``DSMLightningModule``, ``VideoDataModule``,
 ``TripletBuilder`` or ``TripletMediaLogger`` work for the classes of the modules in
@@ -20,6 +20,13 @@ the config options, the model / data class choice and the Trainer arguments in
 long list of known subclasses (every ``torch.nn`` class for an argument typed
 ``nn.Module``) is summarised. The console script itself (fast ``dsm --help``, one-line
 errors) is :mod:`dsm_lightning.cli`.
+
+Smoke runs: with ``DSM_SMOKE=1`` in the environment every ``dsm`` run (and ``dsm study``,
+the examples and the notebooks) checks a configuration end to end in seconds, with the same
+command and the same output paths: :func:`apply_smoke` (``SMOKE_TRAINER``, ``SMOKE_SOURCE``,
+``SMOKE_CLIPS``, ``SMOKE_WIDTH``) cuts the run to one epoch of at most two batches per loop,
+shrinks the synthetic source and its clips, and narrows a ``tiny3d`` backbone; it prints one
+line saying what it changed. Real-data sources and other backbones keep their settings.
 """
 
 from __future__ import annotations
@@ -38,13 +45,21 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from dsm_lightning._signature import init_parameters
 
 __all__ = [
+    "SMOKE_CLIPS",
+    "SMOKE_ENV",
+    "SMOKE_SOURCE",
+    "SMOKE_TRAINER",
+    "SMOKE_WIDTH",
     "DSMCLI",
     "DSMArgumentParser",
     "DSMHelpFormatter",
     "SHORT_NAME_MODULES",
     "TRAINER_HELP",
+    "apply_smoke",
     "build_cli",
     "parse_config",
+    "smoke_enabled",
+    "smoke_from_env",
 ]
 
 DEFAULT_TRAINER: dict[str, Any] = {
@@ -114,8 +129,174 @@ _HELP_EPILOG = (
     "Shown: the Trainer arguments a run usually sets; every Trainer argument is accepted "
     "(e.g. --trainer.gradient_clip_val 1.0) and `DSM_FULL_HELP=1 dsm {cmd} --help` lists them "
     "all. A model's or data module's arguments: `dsm {cmd} --model.help FinetuneModule`, "
-    "`dsm {cmd} --data.help VideoDataModule`."
+    "`dsm {cmd} --data.help VideoDataModule`. `DSM_SMOKE=1 dsm {cmd} --config X` checks a "
+    "config end to end in seconds (1 epoch, 2 batches, tiny synthetic data; same paths)."
 )
+
+# ---------------------------------------------------------------------------- smoke runs
+
+#: The environment variable that turns smoke runs on (any value but "", "0", "false", "no").
+SMOKE_ENV = "DSM_SMOKE"
+#: Trainer settings of a smoke run: one epoch, at most two batches in every loop.
+SMOKE_TRAINER: dict[str, Any] = {
+    "max_epochs": 1, "limit_train_batches": 2, "limit_val_batches": 2,
+    "limit_test_batches": 2, "limit_predict_batches": 2, "log_every_n_steps": 1,
+    "check_val_every_n_epoch": 1,
+}
+#: ``SyntheticSource`` settings of a smoke run (each an upper bound on the config's).
+SMOKE_SOURCE: dict[str, int] = {
+    "num_classes": 4, "videos_per_class": 4, "eval_videos_per_class": 2, "num_frames": 16,
+    "size": 32,
+}
+#: Clip settings of a ``VideoDataModule`` on the synthetic source in a smoke run (upper
+#: bounds; ``num_workers`` 0: decoding in the main process starts at once).
+SMOKE_CLIPS: dict[str, int] = {
+    "num_frames": 4, "stride": 2, "frame_size": 32, "crop_size": 32, "min_gap": 2,
+    "batch_size": 4, "eval_batch_size": 4, "n_clips": 2, "num_workers": 0,
+}
+#: ``backbone_kwargs.width`` of a ``tiny3d`` backbone in a smoke run.
+SMOKE_WIDTH = 4
+_SYNTHETIC_CLASS = "dsm_lightning.data.sources.SyntheticSource"
+_SMOKE_PRINTED: set[str] = set()
+
+
+def smoke_enabled() -> bool:
+    """True when ``DSM_SMOKE`` is set to anything but "", "0", "false" or "no"."""
+    return os.environ.get(SMOKE_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _bounded(section: Any, key: str, bound: Any) -> bool:
+    """Set ``section[key]`` to ``bound`` unless it is already set at or below it."""
+    value = section.get(key)
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value <= bound:
+        return False
+    section[key] = bound
+    return True
+
+
+def _smoke_trainer(trainer: Any) -> None:
+    for key, value in SMOKE_TRAINER.items():
+        current = trainer.get(key)
+        if key.startswith("limit_"):
+            if current == 0 or (type(current) is int and current <= value):
+                continue  # a loop switched off stays off; fewer batches stay fewer
+        elif key == "check_val_every_n_epoch" and current is None:
+            continue  # validation by steps (val_check_interval)
+        trainer[key] = value
+    if type(trainer.get("val_check_interval")) is int:  # every N steps: N > two batches
+        trainer["val_check_interval"] = 1.0
+    if (trainer.get("max_steps") or -1) > SMOKE_TRAINER["limit_train_batches"]:
+        trainer["max_steps"] = -1  # the epoch bound ends the run
+
+
+def _new_section(like: Any, **values: Any) -> Any:
+    """A config section of the same kind as ``like`` (jsonargparse Namespace or dict)."""
+    return Namespace(**values) if isinstance(like, Namespace) else dict(values)
+
+
+def _smoke_data(data: Any) -> bool:
+    """Shrink a data section whose source is ``SyntheticSource`` (or ``"synthetic"``)."""
+    init = data.get("init_args") if data is not None else None
+    if init is None:
+        return False
+    source = init.get("source", "synthetic")
+    if source == "synthetic" or source is None:
+        source = _new_section(init, class_path=_SYNTHETIC_CLASS, init_args=_new_section(init))
+        init["source"] = source
+    if not (hasattr(source, "get") and str(source.get("class_path", "")).endswith(
+            "SyntheticSource")):
+        return False
+    if source.get("init_args") is None:
+        source["init_args"] = _new_section(init)
+    for key, bound in SMOKE_SOURCE.items():
+        _bounded(source["init_args"], key, bound)
+    for key, bound in SMOKE_CLIPS.items():
+        if key == "eval_batch_size" and init.get(key) is None:
+            continue
+        _bounded(init, key, bound)
+    init["persistent_workers"] = False  # no workers to keep
+    for part in ("transform", "augment"):  # a crop size written in a part follows the data's
+        part_init = (init.get(part) or {}).get("init_args") if init.get(part) else None
+        if part_init is not None and part_init.get("crop_size") is not None:
+            part_init["crop_size"] = init["crop_size"]
+    return True
+
+
+def _smoke_model(model: Any) -> bool:
+    """Narrow a model section's ``tiny3d`` backbone."""
+    init = model.get("init_args") if model is not None else None
+    if init is None or init.get("backbone") != "tiny3d":
+        return False
+    kwargs = init.get("backbone_kwargs")
+    kwargs = dict(kwargs) if isinstance(kwargs, dict) else (kwargs or _new_section(init))
+    _bounded(kwargs, "width", SMOKE_WIDTH)
+    init["backbone_kwargs"] = kwargs
+    return True
+
+
+def apply_smoke(config: Any) -> str:
+    """Shrink a run configuration in place for a seconds-long smoke run; say what changed.
+
+    The command, the config files and every output path stay as they are; only sizes change:
+
+    - ``trainer``: :data:`SMOKE_TRAINER` (one epoch, at most two batches per loop; a loop
+      the config switched off stays off);
+    - ``data`` on ``SyntheticSource`` (or ``source: synthetic``): the source bounded by
+      :data:`SMOKE_SOURCE` and the clips by :data:`SMOKE_CLIPS`; other sources keep their
+      data settings (two batches of them are read);
+    - ``model`` (and each ``methods.<name>.model`` of a ``dsm study`` config) with
+      ``backbone: tiny3d``: ``backbone_kwargs.width`` at most :data:`SMOKE_WIDTH`; other
+      backbones are kept; a study's ``n_clips`` at most ``SMOKE_CLIPS["n_clips"]``.
+
+    Args:
+        config: A ``dsm fit`` configuration (``trainer`` / ``data`` / ``model`` sections) as
+            a jsonargparse ``Namespace`` or a dict, or ``dsm study``'s arguments (a dict with
+            ``trainer`` / ``data`` / ``methods``); missing sections are skipped.
+
+    Returns:
+        The one-line notice to print (``[dsm] smoke mode (DSM_SMOKE=1): ...``).
+    """
+    if isinstance(config, dict) and config.get("trainer") is None:
+        config["trainer"] = {}
+    done = []
+    if config.get("trainer") is not None:
+        _smoke_trainer(config["trainer"])
+        done.append(f"{SMOKE_TRAINER['max_epochs']} epoch, <= "
+                    f"{SMOKE_TRAINER['limit_train_batches']} batches per loop")
+    if _smoke_data(config.get("data")):
+        src, clip = SMOKE_SOURCE, SMOKE_CLIPS
+        done.append(f"synthetic source <= {src['num_classes']} classes x "
+                    f"{src['videos_per_class']} videos of {src['num_frames']} frames at "
+                    f"{src['size']} px, clips <= {clip['num_frames']} frames, batch "
+                    f"<= {clip['batch_size']}, no loader workers")
+    if isinstance(config, dict) and config.get("n_clips") is not None:
+        _bounded(config, "n_clips", SMOKE_CLIPS["n_clips"])
+    methods = config.get("methods") if isinstance(config, dict) else None
+    models = [config.get("model"), *((m or {}).get("model") for m in (methods or {}).values())]
+    if any([_smoke_model(model) for model in models]):
+        done.append(f"tiny3d width <= {SMOKE_WIDTH}")
+    return f"[dsm] smoke mode ({SMOKE_ENV}=1): {'; '.join(done)}; paths unchanged"
+
+
+def smoke_from_env(config: Any) -> str | None:
+    """:func:`apply_smoke` and print its notice when ``DSM_SMOKE`` is set (else nothing).
+
+    A process prints the same notice once (``dsm study`` applies it to the study, then to
+    each method's fit).
+
+    Args:
+        config: as for :func:`apply_smoke`.
+
+    Returns:
+        The notice printed, or None when smoke mode is off.
+    """
+    if not smoke_enabled():
+        return None
+    notice = apply_smoke(config)
+    if notice not in _SMOKE_PRINTED:
+        _SMOKE_PRINTED.add(notice)
+        print(notice, flush=True)
+    return notice
 
 
 def import_public_classes() -> None:
@@ -225,6 +406,10 @@ class DSMCLI(LightningCLI):
         for source, target in INSTANTIATE_LINKS:
             parser.link_arguments(source, target, apply_on="instantiate")
 
+    def before_instantiate_classes(self) -> None:
+        """With ``DSM_SMOKE`` set, shrink the parsed configuration (:func:`apply_smoke`)."""
+        smoke_from_env(self.config.get(str(self.subcommand), self.config))
+
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         """The Trainer with the package's defaults added where the config has none.
 
@@ -278,6 +463,9 @@ class DSMCLI(LightningCLI):
 
 class _ParseOnlyCLI(DSMCLI):
     """``DSMCLI`` that parses and validates but builds nothing (see ``parse_config``)."""
+
+    def before_instantiate_classes(self) -> None:
+        pass  # the configuration as written, even with DSM_SMOKE set
 
     def instantiate_classes(self) -> None:
         self.config_init = Namespace()
@@ -337,7 +525,7 @@ def parse_config(args: Sequence[str]) -> Namespace:
     applied at parse time only; ``num_classes`` is filled at instantiation).
 
     Args:
-        args: Arguments without subcommand, e.g. ``["--config", "examples/configs/x.yaml"]``.
+        args: Arguments without subcommand, e.g. ``["--config", "my_config.yaml"]``.
 
     Returns:
         The parsed configuration (``cfg.model.class_path``, ``cfg.data.init_args``, ...).

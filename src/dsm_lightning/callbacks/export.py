@@ -57,17 +57,23 @@ class EncoderExport(pl.Callback):
         return Path(root).resolve() / "encoder.pt"
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Export on global rank 0, then print the report."""
+        """Export on global rank 0, then print the report.
+
+        Every rank asks for the paths (``trainer.log_dir`` is a collective under DDP: asked
+        on rank 0 alone, it waits for the other ranks forever).
+        """
         save = getattr(pl_module, "save_encoder", None)
-        if self.enabled and callable(save) and trainer.is_global_zero:
-            self.written = Path(save(self.target(trainer)))
+        target = self.target(trainer) if self.enabled and callable(save) else None
+        outputs = fit_outputs(trainer) if self.report else {}
+        if target is not None and trainer.is_global_zero:
+            self.written = Path(save(target))
         if self.report:
-            self._print_report(trainer)
+            self._print_report(outputs)
 
     @rank_zero_only
-    def _print_report(self, trainer: pl.Trainer) -> None:
+    def _print_report(self, outputs: dict[str, str]) -> None:
         lines = {"encoder": str(self.written)} if self.written is not None else {}
-        lines.update(fit_outputs(trainer))
+        lines.update(outputs)
         if lines:
             width = max(len(k) for k in lines)
             print("[dsm] fit outputs:\n" + "\n".join(

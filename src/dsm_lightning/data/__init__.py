@@ -26,6 +26,7 @@ from dsm_lightning.data.sampling import (
     clip_span,
     make_clip,
 )
+from dsm_lightning.data.shards import ShardSource  # registers source="shards"
 from dsm_lightning.data.sources import (
     AnnotationError,
     SourceSplits,
@@ -50,7 +51,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "AnnotationError", "ClipPair", "ClipSample", "EpochSampler", "LabelledClipDataset",
     "MultiClipSample", "MultiViewClipDataset", "PairClipSampler", "PretrainClipDataset",
-    "RandomClipSampler", "SourceSplits", "SyntheticSource", "UniformClipSampler",
+    "RandomClipSampler", "ShardSource", "SourceSplits", "SyntheticSource", "UniformClipSampler",
     "VideoDataModule", "VideoDataset", "VideoDecodeError", "VideoInfo", "VideoReader",
     "VideoRecord", "VideoSkippedWarning", "VideoSource", "clip_span", "create_source",
     "decode_clip", "list_sources", "make_clip", "probe_video", "register_source",

@@ -6,6 +6,10 @@ makes the pretraining views, the ``ClipTransform`` (``transform``) augments fine
 and crops evaluation clips. Every device-side draw comes from a generator seeded per batch
 from (seed, epoch, batch, rank), and the training loader restarts a resumed epoch at the
 batch it stopped at, so a run resumed from a checkpoint is the uninterrupted run.
+
+A ``StreamingSource`` (``source="shards"``: videos packed by ``dsm prepare``) builds its own
+datasets and loaders through ``build_dataset`` / ``build_loader``; the tasks, the per-item
+randomness and the device side stay the same.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from torch.utils.data import DataLoader
 
 from dsm_lightning import distributed
 from dsm_lightning._checks import check_choice
+from dsm_lightning.data import shards  # noqa: F401 - registers source="shards"
 from dsm_lightning.data.datasets import (
     ON_ERROR,
     EpochSampler,
@@ -36,7 +41,9 @@ from dsm_lightning.data.datasets import (
     VideoSkippedWarning,
 )
 from dsm_lightning.data.loaders import (
+    LoaderSettings,
     ResumableSampler,
+    StreamingSource,
     TrainLoader,
     VideoLoader,
     device_generator,
@@ -74,8 +81,9 @@ class VideoDataModule(pl.LightningDataModule):
     """Video clips for DSM pretraining, fine-tuning, evaluation and retrieval.
 
     ``source`` is a registered name (``dsm_lightning.data.sources.list_sources()``: synthetic,
-    folder, ucf101, hmdb51, kinetics_csv, list, and any registered by the user) or a
-    ``VideoSource`` instance; see docs/data.md for each layout. The location arguments
+    folder, ucf101, hmdb51, kinetics_csv, list, shards, and any registered by the user) or a
+    ``VideoSource`` instance; see docs/data.md for each layout and docs/scale.md for shards
+    (a ``StreamingSource`` builds its own datasets and loaders). The location arguments
     (``root``, ``annotations``, ``split``, ``test_root``, ``val_annotations``,
     ``test_annotations``, ``cache_dir``) are handed to a named source's constructor; an
     argument it does not accept is an error. ``source="synthetic"`` uses the default
@@ -101,10 +109,12 @@ class VideoDataModule(pl.LightningDataModule):
         test_root: Folder-per-class directory used as the test split (file sources).
         val_annotations: Validation list file (list).
         test_annotations: Test list / CSV file (list, kinetics_csv).
-        cache_dir: Directory of the generated videos (synthetic).
+        cache_dir: Directory of the generated videos (synthetic); local cache of chunks
+            streamed from an object store (shards).
         val_split: Fraction of training videos held out as validation (per class, seeded,
             at least one per class with two or more videos);
-            0 uses the source's own validation split if any (synthetic, kinetics, list).
+            0 uses the source's own validation split if any (synthetic, kinetics, list,
+            shards). Must be 0 with a ``StreamingSource`` (hold out when packing).
         task: ``"pretrain"`` (clip pairs), ``"classify"`` (labelled clips) or
             ``"retrieval"`` (test loaders = [gallery = train, queries = test]).
         num_frames: Frames per clip T (>= 2: a clip needs two frames to hold motion).
@@ -202,6 +212,12 @@ class VideoDataModule(pl.LightningDataModule):
                          val_annotations=val_annotations, test_annotations=test_annotations,
                          cache_dir=cache_dir))
         self.source.adopt_seed(seed)
+        if isinstance(self.source, StreamingSource) and val_split > 0:
+            raise ValueError(
+                f"val_split={val_split} with source {type(self.source).__name__}: a streamed "
+                "source's splits are fixed when it is packed; hold out the validation videos "
+                "then (dsm prepare --data.val_split ...) and use val_split=0 here"
+            )
         self.hparams["source"] = (
             source if isinstance(source, str) else (source.name or type(source).__name__)
         )
@@ -280,6 +296,8 @@ class VideoDataModule(pl.LightningDataModule):
             train, val = _hold_out(source.splits.get("train", []), hp.val_split, hp.seed)
             source = SourceSplits({**source.splits, "train": train, "val": val},
                                   source.class_names, source.skipped)
+        if isinstance(self.source, StreamingSource):
+            return source  # records are not files
         return drop_missing(source)
 
     def _splits(self) -> SourceSplits:
@@ -377,17 +395,19 @@ class VideoDataModule(pl.LightningDataModule):
         """
         key = (kind, split, n_clips, random_clip, evaluation)
         if key not in self._datasets:
-            records = self.records(split)
-            common = self._common(split, evaluation)
-            if kind == "pretrain":
-                ds = PretrainClipDataset(records, min_gap=self.hparams.min_gap, **common)
-            elif kind == "clip":
-                ds = LabelledClipDataset(records, random_clip=random_clip, **common)
-            elif kind == "multiview":
-                ds = MultiViewClipDataset(records, n_clips=n_clips, **common)
-            else:
+            classes = {"pretrain": PretrainClipDataset, "clip": LabelledClipDataset,
+                       "multiview": MultiViewClipDataset}
+            if kind not in classes:
                 raise ValueError(f"kind must be pretrain, clip or multiview, got {kind!r}")
-            self._datasets[key] = ds
+            records = self.records(split)
+            kwargs = self._common(split, evaluation)
+            kwargs.update({"pretrain": {"min_gap": self.hparams.min_gap},
+                           "clip": {"random_clip": random_clip},
+                           "multiview": {"n_clips": n_clips}}[kind])
+            ds = None
+            if isinstance(self.source, StreamingSource):
+                ds = self.source.build_dataset(kind, records, evaluation, **kwargs)
+            self._datasets[key] = ds if ds is not None else classes[kind](records, **kwargs)
         return self._datasets[key]
 
     def _loader(
@@ -395,6 +415,22 @@ class VideoDataModule(pl.LightningDataModule):
         training: bool = False,
     ) -> DataLoader:
         hp = self.hparams
+        workers = hp.num_workers
+        report = functools.partial(self._report_skips, training=training)
+        if isinstance(self.source, StreamingSource):
+            settings = LoaderSettings(
+                batch_size=batch_size, training=training, shuffle=shuffle or training,
+                seed=hp.seed, num_workers=workers, pin_memory=hp.pin_memory,
+                persistent_workers=hp.persistent_workers and workers > 0,
+                prefetch_factor=hp.prefetch_factor if workers > 0 else None,
+                drop_last=hp.drop_last and training,
+                worker_init_fn=_worker_init if workers > 0 else None, report=report,
+                epoch=self._fit_epoch, position=self._batches_done)
+            custom = self.source.build_loader(dataset, settings)
+            if custom is not None:
+                if isinstance(custom, VideoLoader):
+                    self._loaders.add(custom)
+                return custom
         sampler, extra = None, {}
         if training:
             sampler = ResumableSampler(dataset, num_replicas=distributed.world_size(),
@@ -407,7 +443,6 @@ class VideoDataModule(pl.LightningDataModule):
                                        seed=hp.seed, drop_last=False)
             cls = VideoLoader
             extra = {"collate_fn": dataset.collate_fn}
-        workers = hp.num_workers
         loader = cls(
             dataset,
             batch_size=batch_size,
@@ -418,7 +453,7 @@ class VideoDataModule(pl.LightningDataModule):
             persistent_workers=hp.persistent_workers and workers > 0,
             prefetch_factor=hp.prefetch_factor if workers > 0 else None,
             worker_init_fn=_worker_init if workers > 0 else None,
-            report=functools.partial(self._report_skips, training=training),
+            report=report,
             **extra,
         )
         self._loaders.add(loader)
@@ -542,6 +577,12 @@ class VideoDataModule(pl.LightningDataModule):
         if loop is None or not getattr(trainer, "training", False):
             return None
         return int(loop.batch_progress.current.ready)
+
+    def _fit_epoch(self) -> int | None:
+        """The trainer's current epoch while fitting, else None."""
+        if self._batches_done() is None:
+            return None
+        return int(self.trainer.current_epoch)
 
     def _device_generator(self) -> torch.Generator:
         """The generator of the current training batch: (seed, epoch, batch, rank)."""

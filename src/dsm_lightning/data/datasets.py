@@ -19,6 +19,10 @@ a shared-memory table, and then
 
 The owner reads the table for per-epoch summaries (``take_skip_report``, ``bad_videos``).
 ``on_error="raise"`` makes the first bad file fatal.
+
+Where the encoded video comes from is the ``opener``'s business (``VideoOpener``: the
+record's file by default; a shard reader for ``source="shards"``); ``load_item`` decodes one
+item from an already open video (streamed datasets), with the same clip logic.
 """
 
 from __future__ import annotations
@@ -89,6 +93,32 @@ def item_generator(seed: int, epoch: int, index: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
+class VideoOpener:
+    """Opens the encoded video of a record: the record's file (the default opener).
+
+    Streamed or packed formats subclass it (``dsm_lightning.data.shards.ShardOpener`` reads
+    a video's bytes from its shard); datasets call it in their worker processes, so an
+    opener must be picklable.
+    """
+
+    def __call__(self, record: VideoRecord, index: int, threads: int, decoder: str) -> VideoReader:
+        """Open the video of ``record``, item ``index`` of its split.
+
+        Args:
+            record: The video's record.
+            index: Its position in the split.
+            threads: Decoder threads.
+            decoder: Decoding backend (``"pyav"`` or ``"torchcodec"``).
+
+        Returns:
+            An open ``VideoReader`` (the caller closes it).
+
+        Raises:
+            VideoDecodeError: The video cannot be opened.
+        """
+        return VideoReader(record.path, threads=threads, decoder=decoder)
+
+
 class EpochSampler(DistributedSampler):
     """``DistributedSampler`` that yields ``(index, epoch)`` so workers know the epoch.
 
@@ -127,6 +157,7 @@ class VideoDataset(Dataset):
             returns a marker item instead, removed by ``collate_drop_bad`` (evaluation: use
             ``collate_fn``).
         decoder: Decoding backend, ``"pyav"`` or ``"torchcodec"`` (see ``video_io``).
+        opener: Where the encoded videos come from; None reads the records' files.
 
     Raises:
         ValueError: Invalid argument.
@@ -145,6 +176,7 @@ class VideoDataset(Dataset):
         split: str = "train",
         substitute_bad: bool = True,
         decoder: str = "pyav",
+        opener: VideoOpener | None = None,
     ) -> None:
         if on_error not in ON_ERROR:
             raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
@@ -156,6 +188,7 @@ class VideoDataset(Dataset):
         self.short_video, self.random_crop = short_video, random_crop
         self.seed, self.on_error, self.split = seed, on_error, split
         self.substitute_bad, self.decoder = substitute_bad, decoder
+        self.opener = opener if opener is not None else VideoOpener()
         self.epoch = 0
         # Per-video failure counts, in shared memory so worker processes report back.
         self.failures = torch.zeros(len(self.records), dtype=torch.int32).share_memory_()
@@ -200,6 +233,26 @@ class VideoDataset(Dataset):
             f"from index {index}; see the warnings above"
         )
 
+    def load_item(self, index: int, epoch: int, video: VideoReader | None = None) -> dict[str, Any]:
+        """Item ``index`` of ``epoch``, with no bad-video policy (errors propagate).
+
+        The randomness is the item's own (``item_generator(seed, epoch, index)``), so the
+        item equals ``dataset[(index, epoch)]`` of a readable video whatever reads it.
+
+        Args:
+            index: Position of the video in the split.
+            epoch: Epoch number.
+            video: The video already open (e.g. decoded from streamed bytes; closed here);
+                None opens it with the ``opener``.
+
+        Returns:
+            The item (see the module docstring).
+
+        Raises:
+            VideoDecodeError: The video cannot be decoded.
+        """
+        return self._load(index, item_generator(self.seed, epoch, index), video)
+
     def _mark_bad(self, index: int, err: Exception, action: str) -> None:
         if self.on_error == "raise":
             raise err
@@ -235,11 +288,12 @@ class VideoDataset(Dataset):
 
     # -- decoding -------------------------------------------------------------------------
 
-    def _open(self, index: int) -> tuple[VideoReader, int, int]:
-        """Open a video; returns (reader, first frame of the segment, segment length)."""
+    def _open(self, index: int, video: VideoReader | None = None) -> tuple[VideoReader, int, int]:
+        """Open a video (or take ``video``); returns (reader, first frame of the segment,
+        segment length)."""
         record = self.records[index]
         threads = 1 if get_worker_info() is not None else 0
-        reader = VideoReader(record.path, threads=threads, decoder=self.decoder)
+        reader = video if video is not None else self.opener(record, index, threads, self.decoder)
         first, length = 0, reader.info.num_frames
         if record.start_sec is not None and record.end_sec is not None:
             first, length = reader.frame_range(record.start_sec, record.end_sec)
@@ -265,7 +319,9 @@ class VideoDataset(Dataset):
             out.append(torch.from_numpy(np.ascontiguousarray(array.transpose(3, 0, 1, 2))))
         return out
 
-    def _load(self, index: int, generator: torch.Generator) -> dict[str, Any]:
+    def _load(
+        self, index: int, generator: torch.Generator, video: VideoReader | None = None
+    ) -> dict[str, Any]:
         raise NotImplementedError
 
     def _item(self, index: int, **videos: torch.Tensor) -> dict[str, Any]:
@@ -294,8 +350,10 @@ class PretrainClipDataset(VideoDataset):
     def _video_shapes(self) -> dict[str, tuple[int, ...]]:
         return {"video": self._clip_shape(), "video_shift": self._clip_shape()}
 
-    def _load(self, index: int, generator: torch.Generator) -> dict[str, Any]:
-        reader, first, length = self._open(index)
+    def _load(
+        self, index: int, generator: torch.Generator, video: VideoReader | None = None
+    ) -> dict[str, Any]:
+        reader, first, length = self._open(index, video)
         with reader:
             pair = self.sampler(length, generator)
             anchor, shift = self._decode(
@@ -324,8 +382,10 @@ class LabelledClipDataset(VideoDataset):
         else:
             self.sampler = UniformClipSampler(self.num_frames, self.stride, 1, self.short_video)
 
-    def _load(self, index: int, generator: torch.Generator) -> dict[str, Any]:
-        reader, first, length = self._open(index)
+    def _load(
+        self, index: int, generator: torch.Generator, video: VideoReader | None = None
+    ) -> dict[str, Any]:
+        reader, first, length = self._open(index, video)
         with reader:
             sample = self.sampler(length, generator)
             clip = sample if isinstance(sample, ClipSample) else sample.clips[0]
@@ -350,9 +410,19 @@ class MultiViewClipDataset(VideoDataset):
     def _video_shapes(self) -> dict[str, tuple[int, ...]]:
         return {"video": (self.n_clips, *self._clip_shape())}
 
-    def _load(self, index: int, generator: torch.Generator) -> dict[str, Any]:
-        reader, first, length = self._open(index)
+    def _load(
+        self, index: int, generator: torch.Generator, video: VideoReader | None = None
+    ) -> dict[str, Any]:
+        reader, first, length = self._open(index, video)
         with reader:
             clips = self.sampler(length).clips
             views = self._decode(index, clips, reader, first, self._crop_offset(generator))
         return self._item(index, video=torch.stack(views))
+
+
+#: Dataset class of each ``VideoDataModule.dataset`` kind.
+DATASET_KINDS: dict[str, type[VideoDataset]] = {
+    "pretrain": PretrainClipDataset,
+    "clip": LabelledClipDataset,
+    "multiview": MultiViewClipDataset,
+}

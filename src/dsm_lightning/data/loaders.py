@@ -4,6 +4,9 @@
   (which stops after ``len(loader)`` batches, so nothing after a pass's last batch runs).
 - ``TrainLoader`` starts each pass at the batch the trainer has reached (exact resume).
 - ``device_generator`` seeds the device-side draws of one training batch.
+- ``StreamingSource`` is the hook through which a source builds its own datasets and
+  loaders (streamed formats such as ``source="shards"``); ``LoaderSettings`` is what the
+  data module hands it.
 """
 
 from __future__ import annotations
@@ -13,16 +16,17 @@ import logging
 import os
 import warnings
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from dsm_lightning.data.datasets import EpochSampler, VideoDataset, VideoSkippedWarning
+from dsm_lightning.data.sources import VideoRecord, VideoSource
 
-__all__ = ["ResumableSampler", "TrainLoader", "VideoLoader", "device_generator",
-           "log_skip_summary"]
+__all__ = ["LoaderSettings", "ResumableSampler", "StreamingSource", "TrainLoader",
+           "VideoLoader", "device_generator", "log_skip_summary"]
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +77,84 @@ def log_skip_summary(dataset: VideoDataset, epoch: int | None = None) -> dict[st
     return report
 
 
+class LoaderSettings(NamedTuple):
+    """What ``VideoDataModule`` asks of a loader (handed to ``StreamingSource.build_loader``).
+
+    Attributes:
+        batch_size: Batch size per process.
+        training: The training loader (shuffled, split across processes, resumable).
+        shuffle: Shuffle (training always does).
+        seed: The data module's seed.
+        num_workers: Worker processes.
+        pin_memory: Pin host memory.
+        persistent_workers: Keep workers between passes.
+        prefetch_factor: Batches prefetched per worker (None without workers).
+        drop_last: Drop the last incomplete batch.
+        worker_init_fn: Called in each worker.
+        report: ``report(dataset, epoch)`` reports a pass's skipped videos.
+        epoch: ``epoch()`` is the trainer's current epoch while fitting, else None.
+        position: ``position()`` is the number of batches of the current epoch the trainer
+            is past (a resumed epoch starts there), None when not fitting.
+    """
+
+    batch_size: int
+    training: bool
+    shuffle: bool
+    seed: int
+    num_workers: int
+    pin_memory: bool
+    persistent_workers: bool
+    prefetch_factor: int | None
+    drop_last: bool
+    worker_init_fn: Callable[[int], None] | None
+    report: Callable[[Any, int | None], None] | None
+    epoch: Callable[[], int | None]
+    position: Callable[[], int | None]
+
+
+class StreamingSource(VideoSource):
+    """A source that builds its own datasets and loaders (the hook of streamed formats).
+
+    ``VideoDataModule`` reads its records like any source's (``read()``: class names,
+    split sizes, labels; the files are not checked, so records need not be files), then asks
+    ``build_dataset`` for each dataset and ``build_loader`` for each loader; None from either
+    keeps the data module's own (map-style dataset over the records' files, its samplers).
+    A streamed training dataset must yield the items of the map-style dataset it replaces
+    (``VideoDataset.load_item`` of the kwargs it is given), split across processes and
+    workers, each video once per epoch. ``val_split`` must be 0 (the splits are fixed when
+    the data is packed).
+    """
+
+    def build_dataset(
+        self, kind: str, records: list[VideoRecord], evaluation: bool, **kwargs: Any
+    ) -> Dataset | None:
+        """The dataset of a split, or None for the data module's own.
+
+        Args:
+            kind: ``"pretrain"`` (``PretrainClipDataset``), ``"clip"``
+                (``LabelledClipDataset``) or ``"multiview"`` (``MultiViewClipDataset``).
+            records: The split's records (from ``read()``).
+            evaluation: An evaluation dataset (bad videos left out, not replaced).
+            **kwargs: The dataset class's arguments (``split`` names the split).
+
+        Returns:
+            A dataset, or None.
+        """
+        return None
+
+    def build_loader(self, dataset: Dataset, settings: LoaderSettings) -> DataLoader | None:
+        """The loader of a dataset this source built, or None for the data module's own.
+
+        Args:
+            dataset: What ``build_dataset`` returned.
+            settings: The data module's loader settings.
+
+        Returns:
+            A loader, or None.
+        """
+        return None
+
+
 class ResumableSampler(EpochSampler):
     """``EpochSampler`` whose next pass can start ``skip`` items in (mid-epoch resume)."""
 
@@ -100,7 +182,8 @@ class VideoLoader(DataLoader):
 
     def report(self) -> None:
         """Report the last pass's skips (once; tagged with its epoch)."""
-        if self._unreported and self._report is not None and isinstance(self.dataset, VideoDataset):
+        if self._unreported and self._report is not None and hasattr(self.dataset,
+                                                                     "take_skip_report"):
             self._report(self.dataset, self._pass_epoch)
         self._unreported = False
 

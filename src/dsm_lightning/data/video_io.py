@@ -17,6 +17,7 @@ to ``frame_size``) and crop a square. Output is uint8.
 
 from __future__ import annotations
 
+import io
 import itertools
 import logging
 import os
@@ -71,13 +72,15 @@ class VideoInfo(NamedTuple):
     height: int
 
 
-def _open(path: str) -> av.container.InputContainer:
-    if not os.path.isfile(path):
+def _open(path: str, data: bytes | None = None) -> av.container.InputContainer:
+    """Open a file, or the encoded video ``data`` held in memory (``path`` names it)."""
+    if data is None and not os.path.isfile(path):
         raise VideoDecodeError(f"{path}: no such file")
-    if os.path.getsize(path) == 0:
+    if (len(data) if data is not None else os.path.getsize(path)) == 0:
         raise VideoDecodeError(f"{path}: empty file (0 bytes)")
     try:
-        container = av.open(path, metadata_errors="ignore")
+        container = av.open(io.BytesIO(data) if data is not None else path,
+                            metadata_errors="ignore")
     except (av.FFmpegError, OSError, UnicodeDecodeError, ValueError) as err:
         raise VideoDecodeError(f"{path}: cannot open ({err})") from err
     if not container.streams.video:
@@ -89,10 +92,10 @@ def _open(path: str) -> av.container.InputContainer:
 # ----------------------------------------------------------------------------- the index
 
 
-def _build_index(path: str) -> FrameIndex:
+def _build_index(path: str, data: bytes | None = None) -> FrameIndex:
     """Demux every packet of the first video stream (no decoding) into a ``FrameIndex``."""
     start = time.perf_counter()
-    container = _open(path)
+    container = _open(path, data)
     try:
         stream = container.streams.video[0]
         width, height = stream.codec_context.width, stream.codec_context.height
@@ -143,6 +146,10 @@ def load_frame_index(path: str, index_dir: str | None = None) -> FrameIndex:
     if index is None:
         index = _build_index(path)
         CACHE.put(key, index, directory)
+    return _long_enough(path, index)
+
+
+def _long_enough(path: str, index: FrameIndex) -> FrameIndex:
     if index.num_frames < MIN_VIDEO_FRAMES:
         raise VideoDecodeError(
             f"{path}: only {index.num_frames} frame(s), at least {MIN_VIDEO_FRAMES} are needed"
@@ -237,24 +244,37 @@ class VideoReader:
     with the ``i``-th smallest presentation timestamp; see the module docstring).
 
     Args:
-        path: Video file path.
+        path: Video file path (with ``data``: the name used in messages).
         threads: Decoder threads (0 lets FFmpeg choose; 1 inside data-loader workers).
         decoder: ``"pyav"`` or ``"torchcodec"`` (frames the torchcodec backend cannot
             deliver at their exact timestamps are decoded with PyAV, said once per file).
         index_dir: Frame index cache folder (see ``load_frame_index``).
+        data: The encoded file held in memory (e.g. read from a shard), decoded with PyAV
+            exactly as the file would be; None reads ``path``.
+        index: The frame index of ``data`` (as ``load_frame_index`` built it from the file);
+            None demuxes ``data`` to build it.
 
     Raises:
         VideoDecodeError: See ``probe_video``.
-        ValueError: Unknown or unavailable ``decoder``.
+        ValueError: Unknown or unavailable ``decoder``, or ``decoder="torchcodec"`` with
+            ``data``.
     """
 
     def __init__(
-        self, path: str, threads: int = 0, decoder: str = "pyav", index_dir: str | None = None
+        self, path: str, threads: int = 0, decoder: str = "pyav", index_dir: str | None = None,
+        data: bytes | None = None, index: FrameIndex | None = None,
     ) -> None:
         check_decoder(decoder)
+        if data is not None and decoder != "pyav":
+            raise ValueError(f"decoder={decoder!r} reads files; in-memory videos decode with "
+                             "decoder='pyav'")
         self.path, self.threads, self.decoder = path, threads, decoder
         self._index_dir = index_dir
-        self.index = load_frame_index(path, index_dir)
+        self._data = data
+        if data is None:
+            self.index = load_frame_index(path, index_dir)
+        else:
+            self.index = _long_enough(path, index if index is not None else _build_index(path, data))
         self.info = _info(self.index)
         self._container: av.container.InputContainer | None = None
         self._fresh = False  # container just opened: nothing demuxed yet
@@ -360,7 +380,7 @@ class VideoReader:
 
     def _reopen(self) -> None:
         self.close()
-        self._container = _open(self.path)
+        self._container = _open(self.path, self._data)
         stream = self._container.streams.video[0]
         stream.thread_type = "AUTO"
         stream.codec_context.thread_count = self.threads
@@ -407,6 +427,9 @@ class VideoReader:
 
     def _mark_unusable(self, reason: int) -> None:
         self.index = self.index.with_reason(reason)
+        if self._data is not None:  # no file to key a cache entry on
+            _announce_once(self.path, f"{self.index.reason_text}; decoding it sequentially")
+            return
         try:
             key = fi.file_key(self.path)
         except OSError:

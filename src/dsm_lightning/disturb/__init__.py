@@ -14,6 +14,7 @@
 from dsm_lightning.disturb.background_erasing import BackgroundErasingBuilder, background_erasing
 from dsm_lightning.disturb.fame import FAMEBuilder, foreground_mask, merge_foreground
 from dsm_lightning.disturb.simple import (
+    JITTER_MODES,
     KINETICS_MEAN,
     KINETICS_STD,
     SimpleAugParams,
@@ -24,6 +25,7 @@ from dsm_lightning.disturb.simple import (
     spatial_crops,
 )
 from dsm_lightning.disturb.spatial import (
+    POINT_DIRECTIONS,
     SPATIAL_KINDS,
     sample_disturbance_field,
     sample_point_field,
@@ -31,6 +33,7 @@ from dsm_lightning.disturb.spatial import (
     warp,
 )
 from dsm_lightning.disturb.temporal import (
+    CLIP_KINDS,
     FRAME_KINDS,
     NEGATIVE_KINDS,
     frame_kinds,
@@ -59,11 +62,14 @@ __all__ = [
     "background_erasing",
     "foreground_mask",
     "merge_foreground",
+    "CLIP_KINDS",
     "ClipTransform",
     "FRAME_KINDS",
+    "JITTER_MODES",
     "KINETICS_MEAN",
     "KINETICS_STD",
     "NEGATIVE_KINDS",
+    "POINT_DIRECTIONS",
     "frame_kinds",
     "register_frame_kind",
     "SPATIAL_KINDS",

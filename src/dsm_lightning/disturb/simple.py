@@ -159,12 +159,17 @@ def sample_affine(
     return theta
 
 
+#: ``jitter_mode`` values: every colour op per jittered clip, or exactly one of them.
+JITTER_MODES: tuple[str, ...] = ("all", "one_of")
+
+
 def sample_color(
     batch: int,
     *,
     jitter: tuple[float, float, float, float] = (0.5, 0.5, 0.25, 0.5),
     jitter_prob: float = 0.8,
     grayscale_prob: float = 0.2,
+    jitter_mode: str = "all",
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
 ) -> tuple[Tensor, Tensor]:
@@ -177,30 +182,49 @@ def sample_color(
     chroma (I, Q) plane of YIQ by ``2 pi h``, a linear stand-in for the HSV shift. Values are
     clipped to [0, 1] once, at the end.
 
+    With ``jitter_mode="one_of"`` a jittered clip gets exactly one of the ops whose strength
+    is > 0, chosen uniformly, the others left at identity: what the public DSM code's video
+    ``ColorJitter`` does (it applies each op to the original frame and keeps only the last
+    result; docs/method-fidelity.md).
+
     Args:
         batch: number of clips B.
         jitter: (brightness, contrast, saturation, hue) strengths.
         jitter_prob: probability that a clip is jittered at all.
         grayscale_prob: probability that a clip is turned to grayscale.
+        jitter_mode: ``"all"`` (every op) or ``"one_of"`` (one op per jittered clip).
         generator: random source.
         device: where the results live.
 
     Returns:
         ``(color_matrix (B, 3, 3), color_shift (B,))``: the map is
         ``x -> color_matrix @ x + color_shift * gray_mean``.
+
+    Raises:
+        ValueError: unknown ``jitter_mode``.
     """
+    if jitter_mode not in JITTER_MODES:
+        raise ValueError(f"jitter_mode must be one of {JITTER_MODES}, got {jitter_mode!r}")
     brightness, contrast, saturation, hue = jitter
-    u = rand_uniform((6, batch), generator=generator, device=device)
+    one_of = jitter_mode == "one_of"
+    # "all" keeps its historical six draws (same stream); "one_of" draws the op as well
+    u = rand_uniform((7 if one_of else 6, batch), generator=generator, device=device)
 
     def factor(strength: float, v: Tensor) -> Tensor:
         low = max(0.0, 1.0 - strength)
         return low + (1.0 + strength - low) * v
 
-    on = u[0] < jitter_prob
-    b = torch.where(on, factor(brightness, u[1]), 1.0)
-    c = torch.where(on, factor(contrast, u[2]), 1.0)
-    s = torch.where(on, factor(saturation, u[3]), 1.0)
-    h = torch.where(on, hue * (2 * u[4] - 1), 0.0)
+    on = (u[0] < jitter_prob)[None].expand(4, batch)  # (op, B): which ops act on each clip
+    if one_of:
+        active = [i for i, x in enumerate(jitter) if x > 0]
+        if active:
+            pick = torch.tensor(active, device=u.device)[
+                (u[6] * len(active)).long().clamp_(max=len(active) - 1)]
+            on = on & (torch.arange(4, device=u.device)[:, None] == pick[None])
+    b = torch.where(on[0], factor(brightness, u[1]), 1.0)
+    c = torch.where(on[1], factor(contrast, u[2]), 1.0)
+    s = torch.where(on[2], factor(saturation, u[3]), 1.0)
+    h = torch.where(on[3], hue * (2 * u[4] - 1), 0.0)
     gray = u[5] < grayscale_prob
 
     eye = torch.eye(3, device=device)
@@ -229,6 +253,7 @@ def sample_simple_params(
     jitter: tuple[float, float, float, float] = (0.5, 0.5, 0.25, 0.5),
     jitter_prob: float = 0.8,
     grayscale_prob: float = 0.2,
+    jitter_mode: str = "all",
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
 ) -> SimpleAugParams:
@@ -236,6 +261,9 @@ def sample_simple_params(
 
     Returns:
         ``SimpleAugParams`` on ``device``.
+
+    Raises:
+        ValueError: unknown ``jitter_mode``.
     """
     theta = sample_affine(
         batch,
@@ -251,6 +279,7 @@ def sample_simple_params(
         jitter=jitter,
         jitter_prob=jitter_prob,
         grayscale_prob=grayscale_prob,
+        jitter_mode=jitter_mode,
         generator=generator,
         device=device,
     )

@@ -10,7 +10,9 @@ frames, so the frame-to-frame motion is kept while the appearance is deformed.
   (one batched matrix product with a cached basis).
 - Local point warps (``sample_point_field``): 1-3 centres, each pushing the content near it by
   a shift ``s`` of 10-20 px (relative to a 112-px frame, so it scales with the frame) with the
-  fall-off ``1 / (3 (d / |s|)^4 + 1)``; the variant of the authors' released code.
+  fall-off ``1 / (3 (d / |s|)^4 + 1)`` (the library's default), or exactly as the authors'
+  released code (``direction="down_right"``, ``strength=0.5``, ``integer=True``, one field
+  per batch: ``TripletBuilder.paper()``, docs/method-fidelity.md).
 """
 
 from __future__ import annotations
@@ -83,6 +85,10 @@ def sample_tps_field(
     return (basis @ offsets).view(batch, size, size, 2)
 
 
+#: ``direction`` values of the point warps: any direction, or both components positive.
+POINT_DIRECTIONS: tuple[str, ...] = ("any", "down_right")
+
+
 def sample_point_field(
     batch: int,
     size: int,
@@ -90,44 +96,85 @@ def sample_point_field(
     count: tuple[int, int] = (1, 3),
     shift: tuple[float, float] = (10.0, 20.0),
     reference_size: int = 112,
-    region: float = 0.5,
+    region: float | tuple[float, float] = 0.5,
+    direction: str = "any",
+    strength: float = 1.0,
+    integer: bool = False,
+    shared: bool = False,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
 ) -> Tensor:
-    """Sample local point-warp fields, one per clip.
+    """Sample local point-warp fields, one per clip (or one for the whole batch).
 
-    Each clip gets ``n ~ U{count}`` centres uniform in ``[-region, region]^2`` (normalised),
-    each with a shift vector of length ``U(shift)`` pixels of a ``reference_size`` frame and a
-    uniform direction. The content near a centre ``c`` moves by ``s``; the sampling offset is
-    ``-s / (3 (|p - c| / |s|)^4 + 1)``, summed over the centres.
+    Each field gets ``n ~ U{count}`` points ``p`` uniform in ``region^2`` (normalised) and a
+    shift ``s`` per point, in pixels of a ``reference_size`` frame:
+
+    - ``direction="any"``: length ``U(shift)``, uniform direction; the fall-off is centred
+      on ``c = p``.
+    - ``direction="down_right"``: x and y components each ``U(shift)``, both positive (the
+      content moves towards the bottom-right); the fall-off is centred on ``c = p + s`` and
+      cut to the window ``[p - 3 s, p + 3 s)`` per axis. This is the public DSM code's
+      ``spatial_wrap``.
+
+    The sampling offset at pixel ``q`` is ``-strength * s / (3 (|q - c| / |s|)^4 + 1)``,
+    summed over the points (peak displacement ``strength * |s|``); with ``integer`` it is
+    truncated towards zero to whole pixels of the ``size`` output, as the public code's
+    ``int()``.
 
     Args:
         batch: number of clips B.
         size: field side S.
-        count: (min, max) number of centres, inclusive.
-        shift: (min, max) shift length in pixels of a ``reference_size`` frame.
+        count: (min, max) number of points, inclusive.
+        shift: (min, max) shift length (``"any"``) or component (``"down_right"``) in pixels
+            of a ``reference_size`` frame.
         reference_size: frame side the pixel shifts refer to (shifts scale with the frame).
-        region: centres lie in ``[-region, region]^2`` (normalised coordinates).
+        region: points lie in ``[-region, region]^2``, or ``[lo, hi]^2`` for a pair
+            (normalised coordinates, -1 = left/top edge, 1 = right/bottom edge).
+        direction: ``"any"`` or ``"down_right"`` (see above).
+        strength: peak displacement as a fraction of the shift (1 here, 0.5 in the public
+            code).
+        integer: truncate the offsets to whole output pixels.
+        shared: one field for the whole batch (the public code draws one per batch) instead
+            of one per clip.
         generator: random source (draws happen on its device).
         device: where the field lives.
 
     Returns:
-        (B, S, S, 2) float32 displacement field.
+        (B, S, S, 2) float32 displacement field (normalised coordinates).
+
+    Raises:
+        ValueError: unknown ``direction``.
     """
+    if direction not in POINT_DIRECTIONS:
+        raise ValueError(f"direction must be one of {POINT_DIRECTIONS}, got {direction!r}")
+    lo, hi = (-region, region) if isinstance(region, (int, float)) else region
+    draws = 1 if shared else batch
     max_count = count[1]
-    u = rand_uniform((batch, max_count, 5), generator=generator, device=device)
-    n = count[0] + (u[:, :1, 0] * (count[1] - count[0] + 1)).floor()  # (B, 1)
-    active = torch.arange(max_count, device=u.device)[None] < n  # (B, K)
-    centre = region * (2 * u[..., 1:3] - 1)  # (B, K, 2)
-    length = (shift[0] + (shift[1] - shift[0]) * u[..., 3]) * 2.0 / reference_size
-    angle = 2 * math.pi * u[..., 4]
-    vec = torch.stack([torch.cos(angle), torch.sin(angle)], dim=-1) * length[..., None]
+    u = rand_uniform((draws, max_count, 5), generator=generator, device=device)
+    n = count[0] + (u[:, :1, 0] * (count[1] - count[0] + 1)).floor()  # (N, 1)
+    active = torch.arange(max_count, device=u.device)[None] < n  # (N, K)
+    point = lo + (hi - lo) * u[..., 1:3]  # (N, K, 2)
+    to_norm = 2.0 / reference_size
+    if direction == "any":
+        length = (shift[0] + (shift[1] - shift[0]) * u[..., 3]) * to_norm
+        angle = 2 * math.pi * u[..., 4]
+        vec = torch.stack([torch.cos(angle), torch.sin(angle)], dim=-1) * length[..., None]
+        centre = point
+    else:
+        vec = (shift[0] + (shift[1] - shift[0]) * u[..., 3:5]) * to_norm
+        length = vec.norm(dim=-1)
+        centre = point + vec
     coords = identity_coords(size, u.device).view(1, 1, -1, 2)
-    dist = (coords - centre[:, :, None]).norm(dim=-1)  # (B, K, S*S)
-    falloff = 1.0 / (3 * (dist / length[..., None].clamp_min(1e-8)) ** 4 + 1)
+    dist = (coords - centre[:, :, None]).norm(dim=-1)  # (N, K, S*S)
+    falloff = strength / (3 * (dist / length[..., None].clamp_min(1e-8)) ** 4 + 1)
     falloff = falloff * active[..., None]
-    field = -torch.einsum("bkp,bkj->bpj", falloff, vec)
-    return field.view(batch, size, size, 2)
+    if direction == "down_right":  # the public code only visits [p - 3 s, p + 3 s) per axis
+        rel = (coords - point[:, :, None]) / vec[:, :, None].clamp_min(1e-8)
+        falloff = falloff * ((rel >= -3) & (rel < 3)).all(dim=-1)
+    field = -torch.einsum("bkp,bkj->bpj", falloff, vec).view(draws, size, size, 2)
+    if integer:
+        field = torch.trunc(field * (size / 2)) * (2 / size)
+    return field.expand(batch, -1, -1, -1) if shared else field
 
 
 def sample_disturbance_field(
@@ -142,14 +189,20 @@ def sample_disturbance_field(
     point_count: tuple[int, int] = (1, 3),
     point_shift: tuple[float, float] = (10.0, 20.0),
     reference_size: int = 112,
+    point_region: float | tuple[float, float] = 0.5,
+    point_direction: str = "any",
+    point_strength: float = 1.0,
+    point_integer: bool = False,
+    shared: bool = False,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
 ) -> Tensor:
-    """Sample one SLD field per clip, the kind chosen per clip.
+    """Sample one SLD field per clip (or per batch), the kind chosen per clip (or batch).
 
     Every requested kind is sampled for the whole batch (fields are small: S*S*2 per clip)
     and one is selected per clip with probabilities ``probs``; a clip is left unwarped (zero
-    field) with probability ``1 - prob``.
+    field) with probability ``1 - prob``. With ``shared`` one field, one kind and one
+    warp/no-warp draw serve the whole batch (the public DSM code: one field per batch).
 
     Args:
         batch: number of clips B.
@@ -162,6 +215,11 @@ def sample_disturbance_field(
         point_count: see ``sample_point_field``.
         point_shift: see ``sample_point_field``.
         reference_size: see ``sample_point_field``.
+        point_region: ``region`` of ``sample_point_field``.
+        point_direction: ``direction`` of ``sample_point_field``.
+        point_strength: ``strength`` of ``sample_point_field``.
+        point_integer: ``integer`` of ``sample_point_field``.
+        shared: one field for the whole batch.
         generator: random source.
         device: where the field lives.
 
@@ -175,26 +233,30 @@ def sample_disturbance_field(
     if unknown or not kinds:
         raise ValueError(f"kinds must be a non-empty subset of {SPATIAL_KINDS}, got {kinds}")
     weights = selection_weights(kinds, probs, "probs")
+    draws = 1 if shared else batch
     fields = []
     for kind in kinds:  # at most two kinds, each batched over the clips
         if kind == "tps":
             fields.append(
                 sample_tps_field(
-                    batch, size, grid=tps_grid, jitter=tps_jitter, generator=generator,
+                    draws, size, grid=tps_grid, jitter=tps_jitter, generator=generator,
                     device=device,
                 )
             )
         else:
             fields.append(
                 sample_point_field(
-                    batch, size, count=point_count, shift=point_shift,
-                    reference_size=reference_size, generator=generator, device=device,
+                    draws, size, count=point_count, shift=point_shift,
+                    reference_size=reference_size, region=point_region,
+                    direction=point_direction, strength=point_strength,
+                    integer=point_integer, generator=generator, device=device,
                 )
             )
-    u = rand_uniform((2, batch), generator=generator, device=device)
+    u = rand_uniform((2, draws), generator=generator, device=device)
     choice = choose(weights, u[0])
-    field = torch.stack(fields, dim=1)[torch.arange(batch, device=choice.device), choice]
-    return field * (u[1] < prob).to(field.dtype)[:, None, None, None]
+    field = torch.stack(fields, dim=1)[torch.arange(draws, device=choice.device), choice]
+    field = field * (u[1] < prob).to(field.dtype)[:, None, None, None]
+    return field.expand(batch, -1, -1, -1) if shared else field
 
 
 def warp(video: Tensor, field: Tensor, padding_mode: str = "zeros") -> Tensor:

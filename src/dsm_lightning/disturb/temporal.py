@@ -12,8 +12,9 @@ identity ``0, 1, ..., T - 1`` (for ``T >= 2``):
 - ``reverse``: the frames backwards.
 - ``static``: one random frame repeated ``T`` times (zero temporal difference).
 
-The temporally shifted clip (kind ``"shift"``) comes from the data layer (``video_shift``)
-and is handled by ``TripletBuilder``.
+The clip-level kinds are handled by ``TripletBuilder``: ``"shift"``, the temporally shifted
+clip of the same video from the data layer (``video_shift``), and ``"other_video"``, a clip
+of *another* video of the batch (the public code's negative for Something-Something).
 
 New frame-level kinds plug in with :func:`register_frame_kind`; ``TripletBuilder`` accepts
 every registered name in ``negative_kinds``.
@@ -31,7 +32,9 @@ from dsm_lightning.disturb.simple import choose, rand_uniform, selection_weights
 
 #: The built-in frame-level kinds (see :func:`frame_kinds` for every registered one).
 FRAME_KINDS: tuple[str, ...] = ("swap", "insert", "shuffle", "reverse", "static")
-NEGATIVE_KINDS: tuple[str, ...] = ("shift", *FRAME_KINDS)
+#: Negatives made of another clip rather than the anchor's frames (built by TripletBuilder).
+CLIP_KINDS: tuple[str, ...] = ("shift", "other_video")
+NEGATIVE_KINDS: tuple[str, ...] = (*CLIP_KINDS, *FRAME_KINDS)
 
 #: ``builder(batch, frames, *, length, generator, device) -> (B, T) int64 frame indices``.
 IndexBuilder = Callable[..., Tensor]
@@ -53,9 +56,10 @@ def register_frame_kind(
         overwrite: allow replacing an existing kind.
 
     Raises:
-        ValueError: the name is ``"shift"``, empty, or taken (without ``overwrite``).
+        ValueError: the name is a clip-level kind (``"shift"``, ``"other_video"``), empty,
+            or taken (without ``overwrite``).
     """
-    if not name or name == "shift":
+    if not name or name in CLIP_KINDS:
         raise ValueError(f"cannot register a frame kind named {name!r}")
 
     def add(fn: IndexBuilder) -> IndexBuilder:
@@ -75,8 +79,8 @@ def frame_kinds() -> tuple[str, ...]:
 
 
 def negative_kinds() -> tuple[str, ...]:
-    """Every valid ``negative_kinds`` entry: ``"shift"`` plus the frame-level kinds."""
-    return ("shift", *_FRAME_BUILDERS)
+    """Every valid ``negative_kinds`` entry: the clip-level kinds plus the frame-level kinds."""
+    return (*CLIP_KINDS, *_FRAME_BUILDERS)
 
 
 def local_length(frames: int, local_fraction: float) -> int:

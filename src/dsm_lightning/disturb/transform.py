@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from dsm_lightning.disturb.simple import (
+    JITTER_MODES,
     KINETICS_MEAN,
     KINETICS_STD,
     SimpleAugParams,
@@ -25,12 +26,16 @@ from dsm_lightning.disturb.simple import (
     spatial_crops,
 )
 
-__all__ = ["DEFAULT_CROP_SIZE", "DTYPES", "ClipTransform", "check_pair", "check_prob"]
+__all__ = ["DEFAULT_CROP_SIZE", "DTYPES", "PAPER_CROP_AREA", "ClipTransform", "check_pair",
+           "check_prob"]
 
 #: Crop side of a ``ClipTransform`` built without one and used on its own.
 DEFAULT_CROP_SIZE = 112
 #: Output dtype names accepted by ``ClipTransform(dtype=...)``.
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+#: Area fraction of the public DSM code's crop: a 224 random crop of a frame resized to 256
+#: (112 of 128), i.e. a square of side 7/8 of the short side.
+PAPER_CROP_AREA = (224 / 256) ** 2
 
 
 def check_pair(
@@ -88,6 +93,10 @@ class ClipTransform(nn.Module):
         jitter: colour jitter strengths (brightness, contrast, saturation, hue); hue <= 0.5
             is a fraction of the colour circle as in torchvision (0.5 = any hue).
         jitter_prob: probability a clip is colour-jittered.
+        jitter_mode: ``"all"``: a jittered clip gets every op (brightness, contrast,
+            saturation, hue); ``"one_of"``: exactly one of them, chosen uniformly among those
+            with strength > 0 (the public DSM code's behaviour, a bug there; see
+            docs/method-fidelity.md).
         grayscale_prob: probability a clip is turned to grayscale.
         rotation_degrees: maximum absolute rotation in degrees.
         mean: per-channel normalisation mean on [0, 1] values (Kinetics by default).
@@ -106,6 +115,7 @@ class ClipTransform(nn.Module):
         flip_prob: float = 0.5,
         jitter: tuple[float, float, float, float] = (0.5, 0.5, 0.25, 0.5),
         jitter_prob: float = 0.8,
+        jitter_mode: str = "all",
         grayscale_prob: float = 0.2,
         rotation_degrees: float = 10.0,
         mean: tuple[float, float, float] = KINETICS_MEAN,
@@ -130,6 +140,10 @@ class ClipTransform(nn.Module):
             )
         self.jitter = strengths
         self.jitter_prob = check_prob(jitter_prob, "jitter_prob")
+        if jitter_mode not in JITTER_MODES:
+            raise ValueError(f"jitter_mode must be one of {JITTER_MODES}, got "
+                             f"jitter_mode={jitter_mode!r}")
+        self.jitter_mode = jitter_mode
         self.grayscale_prob = check_prob(grayscale_prob, "grayscale_prob")
         if not 0.0 <= rotation_degrees <= 180.0:
             raise ValueError(
@@ -145,6 +159,43 @@ class ClipTransform(nn.Module):
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {tuple(DTYPES)}, got dtype={dtype!r}")
         self.dtype = dtype
+
+    @classmethod
+    def paper_settings(cls) -> dict[str, object]:
+        """The public DSM code's simple augmentation as constructor values (see :meth:`paper`)."""
+        return {
+            "crop_scale": (PAPER_CROP_AREA, PAPER_CROP_AREA),
+            "crop_ratio": (1.0, 1.0),
+            "flip_prob": 0.0,
+            "jitter": (0.5, 0.5, 0.25, 0.5),
+            "jitter_prob": 1.0,
+            "jitter_mode": "one_of",
+            "grayscale_prob": 0.0,
+            "rotation_degrees": 10.0,
+        }
+
+    @classmethod
+    def paper(cls, **overrides) -> ClipTransform:
+        """The public DSM code's simple augmentation (docs/method-fidelity.md has the lines).
+
+        Resize + random crop of side 7/8 of the short side (224 of 256, 112 of 128: no random
+        *resized* crop), rotation up to 10 degrees, no flip, no grayscale, and colour jitter
+        (0.5, 0.5, 0.25, 0.5) applied to every clip with exactly one op per clip
+        (``jitter_mode="one_of"``, bug-compatible). With the data module's ``frame_size`` =
+        ``crop_size`` x 8 / 7 (128 for 112) the crop takes ``crop_size`` pixels unscaled, as
+        there. Normalisation stays the library's (Kinetics statistics; the public code uses
+        ImageNet's), shared with fine-tuning and evaluation.
+
+        Args:
+            **overrides: any constructor argument (e.g. ``crop_size``, ``dtype``).
+
+        Returns:
+            A ``ClipTransform``.
+
+        Raises:
+            ValueError: an invalid argument.
+        """
+        return cls(**{**cls.paper_settings(), **overrides})
 
     def adopt_crop_size(self, size: int) -> None:
         """Take the owner's crop size when none was given at construction.
@@ -186,7 +237,7 @@ class ClipTransform(nn.Module):
         return sample_simple_params(
             batch, crop_scale=self.crop_scale, crop_ratio=self.crop_ratio,
             flip_prob=self.flip_prob, rotation_degrees=self.rotation_degrees,
-            jitter=self.jitter, jitter_prob=self.jitter_prob,
+            jitter=self.jitter, jitter_prob=self.jitter_prob, jitter_mode=self.jitter_mode,
             grayscale_prob=self.grayscale_prob, generator=generator, device=device,
         )
 
@@ -284,7 +335,7 @@ class ClipTransform(nn.Module):
         return (
             f"crop_size={self.crop_size}, crop_scale={self.crop_scale}, "
             f"flip_prob={self.flip_prob}, rotation_degrees={self.rotation_degrees}, "
-            f"dtype={self.dtype}"
+            f"jitter_mode={self.jitter_mode}, dtype={self.dtype}"
         )
 
 

@@ -4,6 +4,15 @@ Protocol (method.md, "Video retrieval"): features are the pooled backbone output
 several clips per video, L2-normalised; queries come from the test split, the gallery from
 the train split; similarity is the cosine; a query is a hit at k when any of its k nearest
 gallery videos has its class. Plain tensor code, no Lightning.
+
+Two ways to turn a video into clips (``protocol``, see docs/reproduce.md):
+
+- ``"centre"``: one clip per video, the centre window with the centre crop: the public DSM
+  code's protocol (one clip per video: its ``reterival.py`` keeps the VCOP-style retrieval
+  code but comments out its average over clips). The loader must give one view per video.
+- ``"average"``: the mean of the unit-norm features of all the views the loader gives (e.g.
+  10 windows): smoother features and higher recall than one clip, so an optimistic
+  variant; say which one a number used.
 """
 
 from __future__ import annotations
@@ -21,6 +30,26 @@ from dsm_lightning.progress import track
 
 DEFAULT_KS: tuple[int, ...] = (1, 5, 10, 20, 50)
 CLIP_REDUCTIONS: tuple[str, ...] = ("mean", "first")
+#: ``"centre"`` (one centre clip per video, the public code) or ``"average"`` (all views)
+RETRIEVAL_PROTOCOLS: tuple[str, ...] = ("centre", "average")
+
+
+def check_one_view(video: Tensor) -> None:
+    """Check that a batch holds one view per video (the ``"centre"`` protocol).
+
+    Args:
+        video: (B, C, T, H, W), or (B, V, C, T, H, W) with V = 1.
+
+    Raises:
+        ValueError: for more than one view per video, naming the data settings that give
+            one (``n_clips: 1``, ``n_crops: 1``).
+    """
+    if video.dim() == 6 and video.shape[1] != 1:
+        raise ValueError(
+            f"protocol='centre' takes one clip per video (the centre window, centre crop); "
+            f"the batch holds {video.shape[1]} views per video: set the data module's "
+            "n_clips: 1 and n_crops: 1, or use protocol='average'"
+        )
 
 
 def _check_features(query_feats: Tensor, gallery_feats: Tensor) -> None:
@@ -162,20 +191,28 @@ def pool_view_features(features: Tensor, reduction: str = "mean") -> Tensor:
     return F.normalize(F.normalize(features.float(), dim=-1).mean(dim=1), dim=-1)
 
 
-def encode_videos(encoder: nn.Module, video: Tensor, reduction: str = "mean") -> Tensor:
+def encode_videos(
+    encoder: nn.Module, video: Tensor, reduction: str = "mean", protocol: str = "average"
+) -> Tensor:
     """Encode a batch of single- or multi-view clips into one unit-norm feature per video.
 
     Args:
         encoder: a backbone mapping (N, C, T, H, W) to pooled (N, D) features.
         video: (B, C, T, H, W) or (B, V, C, T, H, W) float clips.
         reduction: how views are combined (see :func:`pool_view_features`).
+        protocol: ``"average"`` (any number of views) or ``"centre"`` (exactly one view per
+            video, see :func:`check_one_view`).
 
     Returns:
         (B, D) unit-norm features.
 
     Raises:
-        ValueError: when ``video`` is neither 5-D nor 6-D.
+        ValueError: when ``video`` is neither 5-D nor 6-D, or holds several views under
+            ``protocol="centre"``.
     """
+    check_choice("protocol", protocol, RETRIEVAL_PROTOCOLS)
+    if protocol == "centre":
+        check_one_view(video)
     if video.dim() == 5:
         return pool_view_features(encoder(video), reduction)
     if video.dim() != 6:
@@ -207,6 +244,7 @@ def extract_features(
     device: str | torch.device | None = None,
     reduction: str = "mean",
     progress: str | None = None,
+    protocol: str = "average",
 ) -> dict[str, Tensor]:
     """Run an encoder over batches of videos and collect one feature per video.
 
@@ -221,6 +259,7 @@ def extract_features(
         reduction: view reduction (see :func:`pool_view_features`).
         progress: description of the progress shown over the batches (None = none): a bar
             on a terminal, periodic lines otherwise.
+        protocol: ``"average"`` or ``"centre"`` (see :func:`encode_videos`).
 
     Returns:
         ``{"features": (N, D) unit-norm, "labels": (N,), "index": (N,)}`` on the CPU;
@@ -236,7 +275,7 @@ def extract_features(
     for batch in batches:
         batch = prepare_batch(batch, device, batch_transform)
         video = batch["video"]
-        features.append(encode_videos(encoder, video.float(), reduction).cpu())
+        features.append(encode_videos(encoder, video.float(), reduction, protocol).cpu())
         labels.append(batch["label"].cpu().long())
         if "index" in batch:
             indices.append(batch["index"].cpu().long())
@@ -260,6 +299,7 @@ def evaluate_retrieval(
     batch_transform: BatchTransform | None = None,
     device: str | torch.device | None = None,
     reduction: str = "mean",
+    protocol: str = "average",
 ) -> dict[int, float]:
     """Recall@k of an encoder from two loaders, without a Trainer.
 
@@ -271,12 +311,15 @@ def evaluate_retrieval(
         batch_transform: see :func:`extract_features`.
         device: where to run; defaults to the encoder's device.
         reduction: view reduction (see :func:`pool_view_features`).
+        protocol: ``"average"`` or ``"centre"`` (see :func:`encode_videos`).
 
     Returns:
         ``{k: recall}`` (see :func:`recall_at_k`).
     """
-    gallery = extract_features(encoder, gallery_batches, batch_transform, device, reduction)
-    query = extract_features(encoder, query_batches, batch_transform, device, reduction)
+    gallery = extract_features(encoder, gallery_batches, batch_transform, device, reduction,
+                               protocol=protocol)
+    query = extract_features(encoder, query_batches, batch_transform, device, reduction,
+                             protocol=protocol)
     return recall_at_k(
         query["features"], query["labels"], gallery["features"], gallery["labels"], ks
     )

@@ -1,16 +1,22 @@
 """Backbones (registry by name), projection heads and encoder files.
 
-Importing this package registers the built-in backbones (``backbones`` imports the leaf
-``registry`` and registers into it); ``encoder_io`` builds registry backbones by name.
+Importing this package registers the built-in backbones (``backbones``, ``i3d_inception``
+and ``r2plus1d_dsm`` import the leaf ``registry`` and register into it) and the
+``pytorchvideo:<hub name>`` family (``pytorchvideo_hub``); ``encoder_io`` builds registry
+backbones by name.
 """
 
 from dsm_lightning.models import backbones as backbones  # registers the built-in backbones
+from dsm_lightning.models import i3d_inception as i3d_inception  # registers "i3d_inception"
+from dsm_lightning.models import pytorchvideo_hub as pytorchvideo_hub  # "pytorchvideo:<name>"
+from dsm_lightning.models import r2plus1d_dsm as r2plus1d_dsm  # registers "r2plus1d_dsm"
 from dsm_lightning.models.backbones import (
     C3D,
     BackboneWrapper,
     Tiny3D,
     as_backbone,
     infer_feature_dim,
+    strip_pytorchvideo_head,
 )
 from dsm_lightning.models.encoder_io import (
     EncoderLoadError,
@@ -19,20 +25,34 @@ from dsm_lightning.models.encoder_io import (
     save_encoder,
 )
 from dsm_lightning.models.heads import ProjectionHead
-from dsm_lightning.models.registry import create_backbone, list_backbones, register_backbone
+from dsm_lightning.models.i3d_inception import InceptionI3D
+from dsm_lightning.models.pytorchvideo_hub import TwoPathwayBackbone, hub_names
+from dsm_lightning.models.r2plus1d_dsm import R2Plus1DNet
+from dsm_lightning.models.registry import (
+    create_backbone,
+    list_backbones,
+    register_backbone,
+    register_backbone_family,
+)
 
 __all__ = [
     "BackboneWrapper",
     "C3D",
     "EncoderLoadError",
+    "InceptionI3D",
     "ProjectionHead",
+    "R2Plus1DNet",
     "Tiny3D",
+    "TwoPathwayBackbone",
     "as_backbone",
     "create_backbone",
+    "hub_names",
     "infer_feature_dim",
     "list_backbones",
     "load_backbone_weights",
     "load_encoder",
     "register_backbone",
+    "register_backbone_family",
     "save_encoder",
+    "strip_pytorchvideo_head",
 ]

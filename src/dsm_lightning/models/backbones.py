@@ -12,13 +12,15 @@ are the original network's keys prefixed with ``model.`` (minus the removed head
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from dsm_lightning.models.registry import register_backbone
 
-__all__ = ["BackboneWrapper", "C3D", "Tiny3D", "as_backbone", "infer_feature_dim"]
+__all__ = ["BackboneWrapper", "C3D", "Tiny3D", "as_backbone", "infer_feature_dim",
+           "strip_pytorchvideo_head"]
 
 
 @torch.no_grad()
@@ -70,6 +72,10 @@ class BackboneWrapper(nn.Module):
         if feature_dim is None:
             self.feature_dim = infer_feature_dim(self, dry_run_shape)
 
+    def model_input(self, video: Tensor) -> Any:
+        """What ``self.model`` is called with: the clip itself (subclasses may split it)."""
+        return video
+
     def forward(self, video: Tensor) -> Tensor:
         """Pooled features.
 
@@ -79,7 +85,7 @@ class BackboneWrapper(nn.Module):
         Returns:
             ``(B, feature_dim)``.
         """
-        features = self.model(video)
+        features = self.model(self.model_input(video))
         if features.ndim > 2:
             features = features.flatten(2).mean(dim=2)
         return features
@@ -327,18 +333,62 @@ def s3d(*, in_channels: int = 3) -> BackboneWrapper:
 # ----------------------------------------------------------------------------------------
 
 
-def _strip_pytorchvideo_head(model: nn.Module, projected_pool: bool = False) -> nn.Module:
-    """Turn a pytorchvideo ``Net``'s ``ResNetBasicHead`` into a global average pool."""
-    head = model.blocks[-1]
-    if projected_pool:  # X3D: keep pre_conv / post_conv of the ProjectedPool
-        head.pool.pool = nn.AdaptiveAvgPool3d(1)
-    else:
-        head.pool = nn.AdaptiveAvgPool3d(1)
-    head.dropout = None
-    head.proj = None
-    head.activation = None
-    head.output_pool = nn.Identity()  # the head then flattens to (B, D)
-    return model
+def strip_pytorchvideo_head(model: nn.Module) -> int:
+    """Remove a pytorchvideo network's classification head in place; return its feature size.
+
+    The heads of ``pytorchvideo.models`` are handled: ``ResNetBasicHead`` (ResNet, I3D,
+    R(2+1)D, CSN; X3D's ``ProjectedPool`` keeps its convolutions; SlowFast's
+    ``PoolConcatPathway`` pools each pathway), ``VisionTransformerBasicHead`` (MViT) and the
+    projection of the mobile-CPU ``EfficientX3d``. Fixed-size pools become global average
+    pools (any clip size works) and dropout, projection and activation are dropped, so the
+    network returns ``(B, D)``.
+
+    Args:
+        model: a network built by a ``pytorchvideo.models`` builder.
+
+    Returns:
+        ``D``: the input size of the removed projection.
+
+    Raises:
+        ValueError: for a network with another head (e.g. a detection network, which
+            needs boxes as a second input).
+    """
+    from pytorchvideo.models.accelerator.mobile_cpu.efficient_x3d import EfficientX3d
+    from pytorchvideo.models.head import ResNetBasicHead, VisionTransformerBasicHead
+    from pytorchvideo.models.slowfast import PoolConcatPathway
+    from pytorchvideo.models.x3d import ProjectedPool
+
+    blocks = getattr(model, "blocks", None)
+    last = blocks[-1] if isinstance(blocks, nn.ModuleList) and len(blocks) else None
+    if isinstance(last, ResNetBasicHead):
+        dim = last.proj.in_features
+        if isinstance(last.pool, ProjectedPool):
+            last.pool.pool = nn.AdaptiveAvgPool3d(1)
+        elif last.pool is not None:
+            last.pool = nn.AdaptiveAvgPool3d(1)
+        elif isinstance(blocks[-2], PoolConcatPathway):  # SlowFast: pooled per pathway
+            blocks[-2].pool = nn.ModuleList(
+                [nn.AdaptiveAvgPool3d(1) for _ in blocks[-2].pool]
+            )
+        last.dropout = last.proj = last.activation = None
+        last.output_pool = nn.Identity()  # the head then flattens (B, D, 1, 1, 1) to (B, D)
+        return int(dim)
+    head = getattr(model, "head", None)
+    if isinstance(head, VisionTransformerBasicHead):
+        dim = head.proj.in_features
+        head.proj = nn.Identity()
+        head.dropout = head.activation = None
+        return int(dim)
+    if isinstance(model, EfficientX3d):
+        dim = model.projection.model.in_features
+        model.projection = nn.Identity()
+        model.dropout = nn.Identity()
+        model.act = nn.Identity()
+        return int(dim)
+    raise ValueError(
+        f"cannot remove the head of a {type(model).__name__}: not a clip classification "
+        "network of pytorchvideo.models (detection networks also need boxes)"
+    )
 
 
 @register_backbone("slow_r50")
@@ -363,7 +413,43 @@ def slow_r50(
         head_pool_kernel_size=(1, 1, 1),
         **overrides,
     )
-    return BackboneWrapper(_strip_pytorchvideo_head(model), feature_dim=32 * width)
+    return BackboneWrapper(model, feature_dim=strip_pytorchvideo_head(model))
+
+
+@register_backbone("i3d_r50")
+def i3d_r50(
+    *, depth: int = 50, width: int = 64, in_channels: int = 3, **overrides: object
+) -> BackboneWrapper:
+    """pytorchvideo I3D-R50, ``feature_dim = 32 * width`` (2048).
+
+    ``create_resnet`` with the settings of ``pytorchvideo.models.hub.i3d_r50``: a 5x7x7
+    stem, a temporal max pool after stage 1 and inflated 3x1x1 convolutions. It is a 3D
+    ResNet-50 ("I3D" in the sense of inflated 2D weights), not the Inception-v1 I3D that the
+    DSM paper's public code trains (``i3d_inception``).
+
+    Args:
+        depth: 50, 101 or 152.
+        width: stem channels (stage widths scale with it).
+        in_channels: input channels.
+        **overrides: further ``create_resnet`` arguments.
+    """
+    from pytorchvideo.models.resnet import create_resnet
+
+    settings: dict[str, object] = dict(
+        stem_conv_kernel_size=(5, 7, 7),
+        stage1_pool=nn.MaxPool3d,
+        stage_conv_a_kernel_size=(
+            (3, 1, 1),
+            [(3, 1, 1), (1, 1, 1)],
+            [(3, 1, 1), (1, 1, 1)],
+            [(1, 1, 1), (3, 1, 1)],
+        ),
+    )
+    settings.update(overrides)
+    model = create_resnet(
+        input_channel=in_channels, model_depth=depth, stem_dim_out=width, **settings
+    )
+    return BackboneWrapper(model, feature_dim=strip_pytorchvideo_head(model))
 
 
 def _x3d(
@@ -381,7 +467,7 @@ def _x3d(
         head_dim_out=head_dim,
         **overrides,
     )
-    return BackboneWrapper(_strip_pytorchvideo_head(model, projected_pool=True), head_dim)
+    return BackboneWrapper(model, feature_dim=strip_pytorchvideo_head(model))
 
 
 @register_backbone("x3d_xs")
@@ -438,7 +524,7 @@ def r2plus1d_r50(
     model = create_r2plus1d(
         input_channel=in_channels, model_depth=depth, stem_dim_out=width, **overrides
     )
-    return BackboneWrapper(_strip_pytorchvideo_head(model), feature_dim=32 * width)
+    return BackboneWrapper(model, feature_dim=strip_pytorchvideo_head(model))
 
 
 @register_backbone("csn_r101")
@@ -458,4 +544,4 @@ def csn_r101(
     model = create_csn(
         input_channel=in_channels, model_depth=depth, stem_dim_out=width, **overrides
     )
-    return BackboneWrapper(_strip_pytorchvideo_head(model), feature_dim=32 * width)
+    return BackboneWrapper(model, feature_dim=strip_pytorchvideo_head(model))

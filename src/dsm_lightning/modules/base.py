@@ -151,6 +151,36 @@ class ContrastiveModule(pl.LightningModule):
             self.encoder.feature_dim, hidden_dim=proj_hidden_dim, output_dim=proj_dim
         )
 
+    # ------------------------------------------------------------------ presets
+    @classmethod
+    def paper_settings(cls) -> dict[str, Any]:
+        """The public DSM code's values of this class's arguments (docs/method-fidelity.md).
+
+        Linear 128-d head, the warped clip as the query, SGD lr 0.003 (momentum 0.9, weight
+        decay 1e-4, no warm-up) with the step schedule x0.1 at epochs 120/160/200 (a
+        constant rate in runs of <= 120 epochs, as the public short scripts). Subclasses add
+        their own.
+        """
+        return {"proj_dim": 128, "proj_hidden_dim": None, "query_view": "positive",
+                "optimizer": "sgd", "lr": 0.003, "sgd_momentum": 0.9, "weight_decay": 1e-4,
+                "warmup_epochs": 0.0, "lr_schedule": "multistep",
+                "lr_milestones": (120, 160, 200), "lr_gamma": 0.1}
+
+    @classmethod
+    def paper(cls, **overrides: Any) -> ContrastiveModule:
+        """This method with the public DSM code's settings (:meth:`paper_settings`).
+
+        Args:
+            **overrides: any constructor argument (e.g. ``backbone``, or a setting to change).
+
+        Returns:
+            An instance of ``cls``.
+
+        Raises:
+            ValueError: an invalid argument.
+        """
+        return cls(**{**cls.paper_settings(), **overrides})
+
     # ------------------------------------------------------------------ extension points
     def unpack_batch(self, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """Name the views: ``query`` and ``key`` (by ``query_view``), ``negative``, ``index``.

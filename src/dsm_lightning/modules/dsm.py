@@ -50,6 +50,11 @@ class DSMLightningModule(MoCoModule):
             raise ValueError(f"hard_negative_weight must be > 0, got {hard_negative_weight}")
         super().__init__(**kwargs)
 
+    @classmethod
+    def paper_settings(cls) -> dict[str, Any]:
+        """MoCo's public settings plus one hard negative of weight 1 (docs/method-fidelity.md)."""
+        return {**super().paper_settings(), "hard_negative_weight": 1.0}
+
     def embed_negatives(self, views: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """``{"negative": f(negative)}``: ``(B, D)`` or ``(B, M, D)``, with gradient."""
         return {"negative": embed_clips(self.encode_query, views["negative"])}

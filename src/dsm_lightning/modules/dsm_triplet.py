@@ -43,6 +43,13 @@ class DSMTripletModule(ContrastiveModule):
             raise ValueError(f"margin must be >= 0, got {margin}")
         super().__init__(**kwargs)
 
+    @classmethod
+    def paper_settings(cls) -> dict[str, Any]:
+        """The public optimiser settings plus margin 0.5 (p = 2), the inter-video term and
+        three separate forward passes (docs/method-fidelity.md)."""
+        return {**super().paper_settings(), "margin": 0.5, "inter_video": True,
+                "shared_pass": False}
+
     def forward_views(self, views: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """``query``, ``key`` and ``negative`` all through ``f`` with gradient."""
         query, key, negative = views["query"], views["key"], views["negative"]

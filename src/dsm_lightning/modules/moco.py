@@ -67,6 +67,14 @@ class MoCoModule(ContrastiveModule):
             ema.requires_grad_(False)
         self.queue = KeyQueue(queue_size, self.hparams.proj_dim)
 
+    @classmethod
+    def paper_settings(cls) -> dict[str, Any]:
+        """The public code's settings plus its queue: tau 0.07, 3569 keys (what every public
+        script passes; the option's default is 16384), EMA 0.999, no same-video mask."""
+        return {**super().paper_settings(), "temperature": 0.07, "queue_size": 3569,
+                "momentum": 0.999, "momentum_schedule": "constant",
+                "exclude_same_video": False}
+
     def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
         """The encoder and the head with their EMA copies."""
         return [(self.encoder, self.momentum_encoder), (self.projector, self.momentum_projector)]

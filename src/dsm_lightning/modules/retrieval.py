@@ -1,11 +1,14 @@
 """Nearest-neighbour video retrieval with a frozen (pretrained) backbone, run by ``trainer.test``.
 
 The paper's protocol (method.md, "Video retrieval"): pooled backbone features (not the
-projection), L2-normalised, averaged over the clips of a video; queries = test split,
-gallery = train split; recall@k for k in (1, 5, 10, 20, 50). The datamodule's ``n_clips``
-sets the clips per video: the public DSM code's one centre clip per video is
-``n_clips: 1`` (the single evaluation window is the centre one); the default averages
-``n_clips`` evenly spaced windows.
+projection), L2-normalised; queries = test split, gallery = train split; recall@k for k in
+(1, 5, 10, 20, 50). ``protocol`` says how a video becomes clips (docs/reproduce.md):
+
+- ``"centre"``: one clip per video, the centre window with the centre crop, as in the public
+  DSM code; the data module gives it with ``n_clips: 1`` and ``n_crops: 1`` (its single
+  evaluation window is the centre one), and the module checks that it does.
+- ``"average"`` (default): the mean of the features of the data module's ``n_clips`` x
+  ``n_crops`` views, an optimistic variant (averaging smooths the features).
 
 Output files (rank 0, only when ``output_dir`` is set), in a new ``<output_dir>/version_N``
 folder per run so that a rerun never overwrites an earlier one (the folder is printed):
@@ -34,6 +37,7 @@ from dsm_lightning._checks import check_choice
 from dsm_lightning.evaluation.retrieval import (
     CLIP_REDUCTIONS,
     DEFAULT_KS,
+    RETRIEVAL_PROTOCOLS,
     encode_videos,
     format_recall_table,
     neighbours_table,
@@ -77,7 +81,8 @@ class RetrievalModule(pl.LightningModule):
     ``test_dataloader()`` returns ``[gallery_loader, query_loader]`` (train split, test
     split). Each batch holds ``video`` float (B, C, T, S, S) or (B, V, C, T, S, S),
     ``label`` and ``index`` (B,). Every view is encoded, L2-normalised, averaged over views
-    and renormalised. Under DDP the features are gathered from every rank (duplicates that
+    and renormalised (``protocol="average"``), or the one view of each video is encoded
+    (``protocol="centre"``). Under DDP the features are gathered from every rank (duplicates that
     a ``DistributedSampler`` pads in are dropped by ``index``) and recall is computed
     identically on all ranks; rank 0 prints the table and writes the files (see the module
     docstring for their names and contents).
@@ -98,8 +103,12 @@ class RetrievalModule(pl.LightningModule):
         output_dir: when set, rank 0 writes ``recall.json``, ``neighbours.json`` and
             ``features.pt`` into a new ``<output_dir>/version_N`` folder per run; None
             writes no file.
-        clip_reduction: ``"mean"`` (average all views) or ``"first"`` (first view only).
+        clip_reduction: how several views are combined under ``protocol="average"``:
+            ``"mean"`` (average all views) or ``"first"`` (first view only).
         chunk_size: queries per similarity block.
+        protocol: ``"centre"``: one centre clip per video (the public DSM code; needs a data
+            module with ``n_clips: 1`` and ``n_crops: 1``, checked when testing starts);
+            ``"average"``: the mean over all views the loader gives (optimistic).
 
     Raises:
         ValueError: on an invalid argument value.
@@ -115,12 +124,19 @@ class RetrievalModule(pl.LightningModule):
         output_dir: str | None = None,
         clip_reduction: str = "mean",
         chunk_size: int = 1024,
+        protocol: str = "average",
     ) -> None:
         super().__init__()
         ks = tuple(int(k) for k in ks)
         if not ks or min(ks) < 1:
             raise ValueError(f"ks must be non-empty positive integers, got {ks}")
+        check_choice("protocol", protocol, RETRIEVAL_PROTOCOLS)
         check_choice("clip_reduction", clip_reduction, CLIP_REDUCTIONS)
+        if protocol == "centre" and clip_reduction != "mean":
+            raise ValueError(
+                f"clip_reduction={clip_reduction!r} combines several views; "
+                "protocol='centre' has one view per video (leave clip_reduction at 'mean')"
+            )
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
         self.save_hyperparameters(ignore=["backbone"] if isinstance(backbone, nn.Module) else None)
@@ -148,9 +164,27 @@ class RetrievalModule(pl.LightningModule):
             video: (B, C, T, H, W) or (B, V, C, T, H, W) normalised clips.
 
         Returns:
-            (B, D) features (views combined per ``clip_reduction``).
+            (B, D) features (views combined per ``protocol`` and ``clip_reduction``).
+
+        Raises:
+            ValueError: more than one view per video under ``protocol="centre"``.
         """
-        return encode_videos(self.encoder, video, self.hparams.clip_reduction)
+        return encode_videos(self.encoder, video, self.hparams.clip_reduction,
+                             self.hparams.protocol)
+
+    def on_test_start(self) -> None:
+        """Refuse a data module that gives several views per video to ``protocol="centre"``."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        settings = getattr(datamodule, "hparams", {})
+        if self.hparams.protocol != "centre":
+            return
+        views = {key: settings.get(key, 1) for key in ("n_clips", "n_crops")}
+        if views != {"n_clips": 1, "n_crops": 1}:
+            raise ValueError(
+                f"protocol='centre' takes one clip per video (the centre window, centre crop) "
+                f"but the data module gives n_clips={views['n_clips']}, "
+                f"n_crops={views['n_crops']}: set both to 1, or use protocol='average'"
+            )
 
     def on_test_epoch_start(self) -> None:
         self._outputs = {
@@ -211,7 +245,8 @@ class RetrievalModule(pl.LightningModule):
             self.log(f"test/recall@{k}", value, sync_dist=True)  # equal on every rank
         if self.trainer.is_global_zero:
             rank_zero_info(
-                f"retrieval: {len(query['labels'])} queries, {len(gallery['labels'])} gallery"
+                f"retrieval ({self.hparams.protocol} protocol): {len(query['labels'])} queries, "
+                f"{len(gallery['labels'])} gallery"
                 f"\n{format_recall_table(self.recalls)}"
             )
             if self.hparams.output_dir is not None:

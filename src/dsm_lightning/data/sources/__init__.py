@@ -12,6 +12,8 @@ the registry; the built-in sources register themselves on import:
  ``hmdb51``         ``HMDB51Source``       official ``testTrainMulti_7030_splits`` files
  ``kinetics_csv``   ``KineticsCSVSource``  ``label,youtube_id,time_start,time_end,split`` CSV
  ``list``           ``ListSource``         ``relative/path label`` list files
+ ``ssv2``           ``SSv2Source``         Something-Something v2 labels + train/validation JSON
+ ``diving48``       ``Diving48Source``     Diving48 ``Diving48_V2_{train,test}.json`` splits
 =================  =====================  ====================================================
 
 Parsers never decode video. A malformed or missing annotation file raises
@@ -35,6 +37,7 @@ from dsm_lightning.data.sources.base import (
     register_source,
     source_class,
 )
+from dsm_lightning.data.sources.diving48 import Diving48Source, read_diving48
 from dsm_lightning.data.sources.folder import (
     FolderSource,
     add_test_tree,
@@ -45,13 +48,15 @@ from dsm_lightning.data.sources.folder import (
 from dsm_lightning.data.sources.hmdb51 import HMDB51Source, read_hmdb51
 from dsm_lightning.data.sources.kinetics import KineticsCSVSource, read_kinetics_csv
 from dsm_lightning.data.sources.lists import ListSource, read_list_files
+from dsm_lightning.data.sources.ssv2 import SSv2Source, read_ssv2
 from dsm_lightning.data.sources.synthetic import SyntheticSource
 from dsm_lightning.data.sources.ucf101 import UCF101Source, read_ucf101
 
 __all__ = [
-    "AnnotationError", "FolderSource", "HMDB51Source", "KineticsCSVSource", "ListSource",
-    "SkippedItem", "SourceSplits", "SyntheticSource", "UCF101Source", "VideoRecord",
-    "VideoSource", "add_test_tree", "create_source", "drop_missing", "list_class_folders",
-    "list_sources", "read_folder", "read_hmdb51", "read_kinetics_csv", "read_list_files",
-    "read_ucf101", "register_source", "scan_folder", "source_class",
+    "AnnotationError", "Diving48Source", "FolderSource", "HMDB51Source", "KineticsCSVSource",
+    "ListSource", "SSv2Source", "SkippedItem", "SourceSplits", "SyntheticSource",
+    "UCF101Source", "VideoRecord", "VideoSource", "add_test_tree", "create_source",
+    "drop_missing", "list_class_folders", "list_sources", "read_diving48", "read_folder",
+    "read_hmdb51", "read_kinetics_csv", "read_list_files", "read_ssv2", "read_ucf101",
+    "register_source", "scan_folder", "source_class",
 ]
