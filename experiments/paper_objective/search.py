@@ -37,7 +37,6 @@ RESULTS = HERE / "results.json"
 sys.path.insert(0, str(HERE))  # the variants and the diagnostic are imported by class_path
 
 from dsm_lightning import DSMLightningModule, TripletBuilder  # noqa: E402
-from dsm_lightning.disturb import ClipTransform  # noqa: E402
 
 #: the shared synthetic-scale model settings (the study's backbone; batch size is the data's)
 BACKBONE = {"backbone": "tiny3d", "backbone_kwargs": {"width": 16}}
