@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from dsm_lightning import DSMLightningModule
-from dsm_lightning.modules.dsm import embed_clips
+from dsm_lightning.modules.dsm import embed_clips, embed_together
 
 
 class JointPassDSM(DSMLightningModule):
@@ -26,12 +26,7 @@ class JointPassDSM(DSMLightningModule):
     BatchNorm statistics for queries and negatives) instead of a pass of their own."""
 
     def forward_views(self, views: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        query, negative = views["query"], views["negative"]
-        flat = negative.flatten(0, 1) if negative.ndim == 6 else negative
-        embedded = self.encode_query(torch.cat([query, flat]))
-        q, n = embedded[: query.shape[0]], embedded[query.shape[0]:]
-        if negative.ndim == 6:
-            n = n.unflatten(0, negative.shape[:2])
+        q, n = embed_together(self.encode_query, views["query"], views["negative"])
         return {"query": q, "key": self.encode_key(views["key"]), "negative": n}
 
 

@@ -39,12 +39,11 @@ class BEModule(MoCoModule):
 
     method_name: ClassVar[str] = "be"
 
-    def forward_views(self, views: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        """MoCo's ``query`` / ``key``; ``negative = f(negative)`` when the batch has one."""
-        outputs = super().forward_views(views)
-        if views.get("negative") is not None:
-            outputs["negative"] = embed_clips(self.encode_query, views["negative"])
-        return outputs
+    def embed_negatives(self, views: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """``negative = f(negative)`` when the batch has one (BE on DSM's views)."""
+        if views.get("negative") is None:
+            return {}
+        return {"negative": embed_clips(self.encode_query, views["negative"])}
 
     def compute_loss(
         self, views: Mapping[str, Tensor], outputs: Mapping[str, Tensor]

@@ -5,19 +5,27 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
+import torch
 from torch import Tensor
 
 from dsm_lightning.losses import dsm_infonce_loss
 from dsm_lightning.modules.moco import MoCoModule
 
-__all__ = ["DSMLightningModule", "embed_clips"]
+__all__ = ["DSMLightningModule", "embed_clips", "embed_together"]
 
 
 def embed_clips(encode: Callable[[Tensor], Tensor], clips: Tensor) -> Tensor:
     """Embed ``(B, C, T, H, W)`` -> ``(B, D)`` or ``(B, M, C, T, H, W)`` -> ``(B, M, D)`` in one pass."""
-    if clips.ndim == 6:
-        return encode(clips.flatten(0, 1)).unflatten(0, clips.shape[:2])
-    return encode(clips)
+    return embed_together(encode, clips)[0]
+
+
+def embed_together(encode: Callable[[Tensor], Tensor], *clips: Tensor) -> list[Tensor]:
+    """Embed several clip batches in ONE pass of ``encode`` (one set of BatchNorm statistics);
+    each ``(B, C, T, H, W)`` -> ``(B, D)``, each ``(B, M, C, T, H, W)`` -> ``(B, M, D)``."""
+    flat = [c.flatten(0, 1) if c.ndim == 6 else c for c in clips]
+    embedded = encode(torch.cat(flat) if len(flat) > 1 else flat[0])
+    parts = embedded.split([f.shape[0] for f in flat])
+    return [p.unflatten(0, c.shape[:2]) if c.ndim == 6 else p for p, c in zip(parts, clips)]
 
 
 class DSMLightningModule(MoCoModule):
@@ -58,12 +66,6 @@ class DSMLightningModule(MoCoModule):
     def embed_negatives(self, views: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """``{"negative": f(negative)}``: ``(B, D)`` or ``(B, M, D)``, with gradient."""
         return {"negative": embed_clips(self.encode_query, views["negative"])}
-
-    def forward_views(self, views: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        """``query = f(q view)``, ``key = g(k view)``, plus :meth:`embed_negatives`."""
-        outputs = super().forward_views(views)
-        outputs.update(self.embed_negatives(views))
-        return outputs
 
     def compute_loss(
         self, views: Mapping[str, Tensor], outputs: Mapping[str, Tensor]

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-import torch
 from torch import Tensor
 
 from dsm_lightning.losses import dsm_infonce_loss
+from dsm_lightning.modules.dsm import embed_together
 from dsm_lightning.modules.moco import MoCoModule
 
 __all__ = ["DSMIntraModule"]
@@ -50,20 +50,8 @@ class DSMIntraModule(MoCoModule):
 
     def embed_negatives(self, views: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """``online_key = f(a)`` and ``negative = f(n)`` in one pass of ``f``."""
-        anchor, negative = views["key"], views["negative"]
-        flat = negative.flatten(0, 1) if negative.ndim == 6 else negative
-        embedded = self.encode_query(torch.cat([anchor, flat]))
-        batch = anchor.shape[0]
-        rest = embedded[batch:]
-        if negative.ndim == 6:
-            rest = rest.unflatten(0, negative.shape[:2])
-        return {"online_key": embedded[:batch], "negative": rest}
-
-    def forward_views(self, views: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        """MoCo's ``query``/``key`` plus :meth:`embed_negatives`."""
-        outputs = super().forward_views(views)
-        outputs.update(self.embed_negatives(views))
-        return outputs
+        anchor, negative = embed_together(self.encode_query, views["key"], views["negative"])
+        return {"online_key": anchor, "negative": negative}
 
     def compute_loss(
         self, views: Mapping[str, Tensor], outputs: Mapping[str, Tensor]

@@ -91,8 +91,15 @@ class MoCoModule(ContrastiveModule):
         return self.momentum_projector(self.momentum_encoder(video))
 
     def forward_views(self, views: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        """``query = f(query view)``, ``key = g(key view)``."""
-        return {"query": self.encode_query(views["query"]), "key": self.encode_key(views["key"])}
+        """``query = f(query view)``, ``key = g(key view)``, plus :meth:`embed_negatives`."""
+        outputs = {"query": self.encode_query(views["query"]),
+                   "key": self.encode_key(views["key"])}
+        outputs.update(self.embed_negatives(views))
+        return outputs
+
+    def embed_negatives(self, views: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Extra embeddings of the hard-negative views (none for MoCo; DSM's hook)."""
+        return {}
 
     def queue_negatives(self, views: Mapping[str, Tensor]) -> tuple[Tensor, Tensor | None]:
         """The queue's keys (a copy) and the ``(B, K)`` mask of the query's own video's keys."""
