@@ -83,3 +83,12 @@ def test_wheel_installs_and_runs_cli(tmp_path: Path):
                          text=True, cwd=tmp_path, env=env)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "--model" in res.stdout and "--data" in res.stdout
+
+
+def test_version_matches_pyproject_and_changelog():
+    """``__version__``, pyproject's version and the newest CHANGELOG heading agree."""
+    import re
+
+    declared = re.search(r'^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.M)
+    newest = re.search(r"^## \[(\d+\.\d+\.\d+)\]", (ROOT / "CHANGELOG.md").read_text(), re.M)
+    assert dsm_lightning.__version__ == declared.group(1) == newest.group(1)
