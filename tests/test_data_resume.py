@@ -8,36 +8,18 @@ per-step losses (CPU, default DSM settings, the synthetic source).
 
 from __future__ import annotations
 
-import csv
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from _fit_configs import fit_trainer_yaml, logged_losses
 
 from dsm_lightning import cli
 
 STEPS_PER_EPOCH = 4  # 2 classes x 4 videos, batch 2
 
 CONFIG = """\
-seed_everything: 0
-trainer:
-  accelerator: cpu
-  devices: 1
-  max_epochs: 2
-  log_every_n_steps: 1
-  enable_progress_bar: false
-  enable_model_summary: false
-  logger:
-    class_path: pytorch_lightning.loggers.CSVLogger
-    init_args: {{save_dir: "{run}", name: "", version: ""}}
-  callbacks:
-    - class_path: pytorch_lightning.callbacks.ModelCheckpoint
-      init_args: {{dirpath: "{run}/ckpt", filename: "epoch={{epoch}}", every_n_epochs: 1,
-                  save_top_k: -1, auto_insert_metric_name: false}}
-    - class_path: pytorch_lightning.callbacks.ModelCheckpoint
-      init_args: {{dirpath: "{run}/ckpt", filename: "step={{step}}", every_n_train_steps: 3,
-                  save_top_k: -1, auto_insert_metric_name: false}}
 model:
   class_path: DSMLightningModule
   init_args:
@@ -69,7 +51,8 @@ def _fit(tmp_path: Path, name: str, *extra: str) -> Path:
     run = tmp_path / name
     run.mkdir()
     config = run / "config_in.yaml"
-    config.write_text(CONFIG.format(run=run, cache=tmp_path / "cache"))
+    config.write_text(fit_trainer_yaml(run, every_n_train_steps=3)
+                      + CONFIG.format(cache=tmp_path / "cache"))
     assert cli.main(["fit", "--config", str(config), *extra]) == 0
     return run
 
@@ -78,18 +61,6 @@ def _state(run: Path) -> dict[str, torch.Tensor]:
     checkpoint = torch.load(run / "ckpt" / "epoch=1.ckpt", map_location="cpu", weights_only=False)
     assert checkpoint["global_step"] == 2 * STEPS_PER_EPOCH
     return checkpoint["state_dict"]
-
-
-def _losses(run: Path) -> tuple[dict[int, float], dict[int, float]]:
-    """(per-step ``train/loss_step`` by step, per-epoch ``train/loss_epoch`` by epoch)."""
-    steps, epochs = {}, {}
-    with open(run / "metrics.csv", newline="") as handle:
-        for row in csv.DictReader(handle):
-            if row.get("train/loss_step"):
-                steps[int(row["step"])] = float(row["train/loss_step"])
-            if row.get("train/loss_epoch"):
-                epochs[int(row["epoch"])] = float(row["train/loss_epoch"])
-    return steps, epochs
 
 
 def test_resume_is_bit_identical_at_an_epoch_boundary_and_mid_epoch(tmp_path):
@@ -109,12 +80,12 @@ def test_resume_is_bit_identical_at_an_epoch_boundary_and_mid_epoch(tmp_path):
         for key in reference:
             assert torch.equal(state[key], reference[key]), key
 
-    full_steps, full_epochs = _losses(full)
+    full_steps, full_epochs = logged_losses(full)
     assert sorted(full_steps) == list(range(2 * STEPS_PER_EPOCH))
-    boundary_steps, boundary_epochs = _losses(boundary)
+    boundary_steps, boundary_epochs = logged_losses(boundary)
     assert sorted(boundary_steps) == list(range(STEPS_PER_EPOCH, 2 * STEPS_PER_EPOCH))
     assert boundary_epochs == {1: full_epochs[1]}
-    middle_steps, _ = _losses(middle)
+    middle_steps, _ = logged_losses(middle)
     assert sorted(middle_steps) == [6, 7]
     for resumed in (boundary_steps, middle_steps):
         assert resumed == {step: full_steps[step] for step in resumed}

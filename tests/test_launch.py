@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _fit_configs import csv_logger_yaml
 
 pytest.importorskip("litdata")
 
@@ -35,12 +36,7 @@ trainer:
   accelerator: cpu
   precision: 32-true
   max_steps: {steps}
-  enable_progress_bar: false
-  enable_model_summary: false
-  logger:
-    class_path: pytorch_lightning.loggers.CSVLogger
-    init_args: {{save_dir: "{run}", name: "", version: ""}}
-  callbacks:
+{logger}  callbacks:
     - class_path: _launch_probe.RankState
       init_args: {{out: "{run}"}}
 model:
@@ -86,7 +82,8 @@ def test_two_nodes_on_localhost_with_torchrun(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     override = tmp_path / "override.yaml"
-    override.write_text(OVERRIDE.format(steps=STEPS, run=run, shards=tmp_path / "shards"))
+    override.write_text(OVERRIDE.format(steps=STEPS, logger=csv_logger_yaml(run), run=run,
+                                        shards=tmp_path / "shards"))
     path = os.pathsep.join(filter(None, [str(REPO / "tests"), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "PYTHONPATH": path, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1",
            "NNODES": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()),

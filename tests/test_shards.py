@@ -7,7 +7,6 @@ side's triplets, evaluation batches, and a run resumed mid-epoch through the CLI
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import sys
@@ -18,6 +17,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from _fit_configs import fit_trainer_yaml, logged_losses
 from torch.utils.data import default_collate
 from video_corpus import make_corpus
 from video_fixtures import make_bad_files, make_known_video
@@ -288,24 +288,6 @@ def test_a_bad_streamed_video_is_replaced_and_reported(packed, monkeypatch):
 # ----------------------------------------------------------------------------- CLI, resume
 
 FIT = """\
-seed_everything: 0
-trainer:
-  accelerator: cpu
-  devices: 1
-  max_epochs: 2
-  log_every_n_steps: 1
-  enable_progress_bar: false
-  enable_model_summary: false
-  logger:
-    class_path: pytorch_lightning.loggers.CSVLogger
-    init_args: {{save_dir: "{run}", name: "", version: ""}}
-  callbacks:
-    - class_path: pytorch_lightning.callbacks.ModelCheckpoint
-      init_args: {{dirpath: "{run}/ckpt", filename: "epoch={{epoch}}", every_n_epochs: 1,
-                  save_top_k: -1, auto_insert_metric_name: false}}
-    - class_path: pytorch_lightning.callbacks.ModelCheckpoint
-      init_args: {{dirpath: "{run}/ckpt", filename: "step={{step}}", every_n_train_steps: 11,
-                  save_top_k: -1, auto_insert_metric_name: false}}
 model:
   class_path: DSMLightningModule
   init_args: {{backbone: tiny3d, backbone_kwargs: {{width: 4}}, queue_size: 16}}
@@ -327,12 +309,6 @@ def _plain_argv(monkeypatch):
     monkeypatch.setattr(sys, "argv", ["dsm"])
 
 
-def _losses(run: Path) -> dict[int, float]:
-    with open(run / "metrics.csv", newline="") as handle:
-        return {int(row["step"]): float(row["train/loss_step"])
-                for row in csv.DictReader(handle) if row.get("train/loss_step")}
-
-
 @pytest.mark.usefixtures("_plain_argv")
 def test_prepare_then_fit_and_resume_mid_epoch_through_the_cli(tmp_path):
     """``dsm prepare`` packs a fit config's data; ``dsm fit`` on the shards resumed from a
@@ -342,7 +318,8 @@ def test_prepare_then_fit_and_resume_mid_epoch_through_the_cli(tmp_path):
     source = ("{class_path: SyntheticSource, init_args: {num_classes: 2, videos_per_class: 8, "
               f"eval_videos_per_class: 1, num_frames: 12, size: 32, cache_dir: '{videos}'}}}}")
     config = tmp_path / "files.yaml"
-    config.write_text(FIT.format(run=tmp_path / "unused", source=source))
+    config.write_text(fit_trainer_yaml(tmp_path / "unused", every_n_train_steps=11)
+                      + FIT.format(source=source))
     shards = tmp_path / "shards"
     assert cli.main(["prepare", "--config", str(config), "--output", str(shards),
                      "--splits", "[train]", "--chunk_bytes", "20000"]) == 0
@@ -351,7 +328,8 @@ def test_prepare_then_fit_and_resume_mid_epoch_through_the_cli(tmp_path):
     def fit(name: str, *extra: str) -> Path:
         run = tmp_path / name
         run.mkdir()
-        (run / "config.yaml").write_text(FIT.format(run=run, source=f"shards\n    root: '{shards}'"))
+        (run / "config.yaml").write_text(fit_trainer_yaml(run, every_n_train_steps=11)
+                                         + FIT.format(source=f"shards\n    root: '{shards}'"))
         assert cli.main(["fit", "--config", str(run / "config.yaml"), *extra]) == 0
         return run
 
@@ -363,7 +341,7 @@ def test_prepare_then_fit_and_resume_mid_epoch_through_the_cli(tmp_path):
     assert any(k.startswith("queue.") for k in reference["state_dict"])
     for key, value in reference["state_dict"].items():
         assert torch.equal(state["state_dict"][key], value), key
-    full_losses, resumed_losses = _losses(full), _losses(resumed)
+    full_losses, resumed_losses = logged_losses(full)[0], logged_losses(resumed)[0]
     assert sorted(resumed_losses) == list(range(11, 16))
     assert resumed_losses == {step: full_losses[step] for step in resumed_losses}
 

@@ -183,10 +183,7 @@ class BackgroundErasingBuilder(ViewBuilder):
         if not names or len(set(names)) != len(names) or not set(names) <= set(BE_VIEWS):
             raise ValueError(f"views must be distinct names from {BE_VIEWS}, got views={views}")
         self.views = names
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise ValueError(f"seed must be an int or None, got seed={seed!r}")
-        self.seed = seed
-        self._generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        self._set_seed(seed)
 
     def share_transform(self, transform: ClipTransform) -> None:
         """Give the owner's ``ClipTransform`` to ``base`` (and use it here too).
@@ -226,7 +223,7 @@ class BackgroundErasingBuilder(ViewBuilder):
         Raises:
             ValueError: a view in ``views`` that the base did not build.
         """
-        g = generator if generator is not None else self._generator
+        g = self._generator_for(generator)
         out = dict(self.base(video, video_shift, generator=g, **kwargs))
         for name in self.views:
             if out.get(name) is None:

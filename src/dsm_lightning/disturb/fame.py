@@ -273,16 +273,13 @@ class FAMEBuilder(ViewBuilder):
             raise ValueError(f"color_bins must be an int >= 2, got color_bins={color_bins!r}")
         if not 0.0 <= blur_fraction <= 1.0:
             raise ValueError(f"blur_fraction must be in [0, 1], got blur_fraction={blur_fraction}")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise ValueError(f"seed must be an int or None, got seed={seed!r}")
         self.foreground_ratio = float(foreground_ratio)
         self.fg_sample_ratio = float(fg_sample_ratio)
         self.bg_sample_ratio = float(bg_sample_ratio)
         self.color_bins = color_bins
         self.blur_fraction = float(blur_fraction)
         self.key_from_shift = bool(key_from_shift)
-        self.seed = seed
-        self._generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        self._set_seed(seed)
 
     def forward(
         self,
@@ -307,7 +304,7 @@ class FAMEBuilder(ViewBuilder):
         """
         if video.dim() != 5 or video.shape[1] != 3 or video.shape[2] < 2:
             raise ValueError(f"video must be (B, 3, T>=2, H, W), got {tuple(video.shape)}")
-        g = generator if generator is not None else self._generator
+        g = self._generator_for(generator)
         batch, device, transform = video.shape[0], video.device, self.transform
         background = sample_background_index(batch, g, device)
         second = video

@@ -186,10 +186,7 @@ class TripletBuilder(ViewBuilder):
         self.local_fraction = float(local_fraction)
         self.negative_mode = _choice(negative_mode, ("sample", "all"), "negative_mode")
         self.shift_augment = _choice(shift_augment, SHIFT_AUGMENTS, "shift_augment")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise ValueError(f"seed must be an int or None, got seed={seed!r}")
-        self.seed = seed
-        self._generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        self._set_seed(seed)
 
     # ----------------------------------------------------------------------------- presets
     @classmethod
@@ -251,9 +248,6 @@ class TripletBuilder(ViewBuilder):
         return cls(spatial_prob=0.0, negative_kinds=(), **kwargs)
 
     # ----------------------------------------------------------------------------- helpers
-    def _generator_for(self, generator: torch.Generator | None) -> torch.Generator | None:
-        return generator if generator is not None else self._generator
-
     @staticmethod
     def _check_video(video: Tensor, name: str = "video") -> None:
         if video.dim() != 5 or video.shape[1] != 3:

@@ -80,6 +80,22 @@ class ViewBuilder(nn.Module):
         """
         raise NotImplementedError(f"{type(self).__name__} must implement forward()")
 
+    # ------------------------------------------------------ the builder's own generator
+    def _set_seed(self, seed: int | None) -> None:
+        """Check ``seed`` and keep it with the builder's own generator (None = global RNG).
+
+        Raises:
+            ValueError: ``seed`` is neither an int nor None.
+        """
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise ValueError(f"seed must be an int or None, got seed={seed!r}")
+        self.seed = seed
+        self._generator = torch.Generator().manual_seed(seed) if seed is not None else None
+
+    def _generator_for(self, generator: torch.Generator | None) -> torch.Generator | None:
+        """``generator``, or the builder's own (from ``_set_seed``) when it is None."""
+        return generator if generator is not None else self._generator
+
     # ------------------------------------------------ the transform's settings, for callers
     @property
     def crop_size(self) -> int:

@@ -57,3 +57,14 @@ def check_split(split: int) -> int:
     if isinstance(split, bool) or split not in (1, 2, 3):
         raise ValueError(f"split must be 1, 2 or 3, got split={split!r}")
     return split
+
+
+def check_extension(extension: str) -> str:
+    """A video file extension with its leading dot (e.g. ``".mp4"``).
+
+    Raises:
+        ValueError: naming ``extension`` when it does not start with a dot.
+    """
+    if not extension.startswith("."):
+        raise ValueError(f"extension must start with '.', got extension={extension!r}")
+    return extension

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from dsm_lightning.data.sources._files import require_dir
+from dsm_lightning.data.sources._files import check_extension, require_dir
 from dsm_lightning.data.sources._json import find_file, json_list_entries
 from dsm_lightning.data.sources.base import (
     AnnotationError,
@@ -145,10 +145,8 @@ class Diving48Source(VideoSource):
         if version not in DIVING48_VERSIONS:
             raise ValueError(f"version must be one of {sorted(DIVING48_VERSIONS)}, "
                              f"got version={version!r}")
-        if not extension.startswith("."):
-            raise ValueError(f"extension must start with '.', got extension={extension!r}")
         self.root, self.annotations = root, annotations
-        self.version, self.extension = version, extension
+        self.version, self.extension = version, check_extension(extension)
 
     def read(self) -> SourceSplits:
         """Parse the JSON files (names the file and line of a malformed entry)."""

@@ -5,14 +5,13 @@ from __future__ import annotations
 import os
 
 from dsm_lightning.data.sources._files import annotation_lines, check_split, require_dir
+from dsm_lightning.data.sources._splits import OfficialSplitSource
 from dsm_lightning.data.sources.base import (
     AnnotationError,
     SourceSplits,
     VideoRecord,
-    VideoSource,
     register_source,
 )
-from dsm_lightning.data.sources.folder import add_test_tree
 
 __all__ = ["HMDB51Source", "read_hmdb51"]
 
@@ -58,7 +57,7 @@ def read_hmdb51(root: str, annotations: str | None = None, split: int = 1) -> So
 
 
 @register_source("hmdb51")
-class HMDB51Source(VideoSource):
+class HMDB51Source(OfficialSplitSource):
     """HMDB51: the official split files of ``split`` 1, 2 or 3 (train, test).
 
     Args:
@@ -72,13 +71,4 @@ class HMDB51Source(VideoSource):
         ValueError: ``split`` is not 1, 2 or 3.
     """
 
-    def __init__(
-        self, root: str, annotations: str | None = None, split: int = 1,
-        test_root: str | None = None,
-    ) -> None:
-        self.root, self.annotations = root, annotations
-        self.split, self.test_root = check_split(split), test_root
-
-    def read(self) -> SourceSplits:
-        """Parse the split files (names the file and line of a malformed entry)."""
-        return add_test_tree(read_hmdb51(self.root, self.annotations, self.split), self.test_root)
+    parse = staticmethod(read_hmdb51)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from dsm_lightning.data.sources._files import require_dir
+from dsm_lightning.data.sources._files import check_extension, require_dir
 from dsm_lightning.data.sources._json import find_file, json_list_entries, read_json
 from dsm_lightning.data.sources.base import (
     AnnotationError,
@@ -133,9 +133,8 @@ class SSv2Source(VideoSource):
     """
 
     def __init__(self, root: str, annotations: str, extension: str = ".webm") -> None:
-        if not extension.startswith("."):
-            raise ValueError(f"extension must start with '.', got extension={extension!r}")
-        self.root, self.annotations, self.extension = root, annotations, extension
+        self.root, self.annotations = root, annotations
+        self.extension = check_extension(extension)
 
     def read(self) -> SourceSplits:
         """Parse the JSON files (names the file and line of a malformed entry)."""

@@ -5,15 +5,14 @@ from __future__ import annotations
 import os
 
 from dsm_lightning.data.sources._files import annotation_lines, check_split
+from dsm_lightning.data.sources._splits import OfficialSplitSource
 from dsm_lightning.data.sources.base import (
     AnnotationError,
     SkippedItem,
     SourceSplits,
     VideoRecord,
-    VideoSource,
     register_source,
 )
-from dsm_lightning.data.sources.folder import add_test_tree
 
 __all__ = ["UCF101Source", "read_ucf101"]
 
@@ -76,7 +75,7 @@ def read_ucf101(root: str, annotations: str | None = None, split: int = 1) -> So
 
 
 @register_source("ucf101")
-class UCF101Source(VideoSource):
+class UCF101Source(OfficialSplitSource):
     """UCF101: the official split files of ``split`` 1, 2 or 3 (train, test).
 
     Args:
@@ -90,13 +89,4 @@ class UCF101Source(VideoSource):
         ValueError: ``split`` is not 1, 2 or 3.
     """
 
-    def __init__(
-        self, root: str, annotations: str | None = None, split: int = 1,
-        test_root: str | None = None,
-    ) -> None:
-        self.root, self.annotations = root, annotations
-        self.split, self.test_root = check_split(split), test_root
-
-    def read(self) -> SourceSplits:
-        """Parse the split files (names the file and line of a malformed entry)."""
-        return add_test_tree(read_ucf101(self.root, self.annotations, self.split), self.test_root)
+    parse = staticmethod(read_ucf101)
