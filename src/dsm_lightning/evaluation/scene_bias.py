@@ -261,7 +261,9 @@ def plot_per_class(report: SceneBiasReport, path: str | Path, title: str | None 
     fig, ax = plt.subplots(figsize=(max(6.0, 0.35 * len(names) + 2), 4.0))
     ax.bar(x - 0.2, normal, width=0.4, label="normal clip", color="tab:blue")
     ax.bar(x + 0.2, static, width=0.4, label="static clip", color="tab:orange")
-    ax.set_xticks(x, names, rotation=90 if len(names) > 10 else 0, fontsize=8)
+    crowded = sum(len(n) for n in names) > 60  # labels would run into each other
+    ax.set_xticks(x, names, rotation=90 if len(names) > 10 else (30 if crowded else 0),
+                  ha="right" if crowded and len(names) <= 10 else "center", fontsize=8)
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(0, 100)
     ax.legend(loc="upper right")
