@@ -2,8 +2,11 @@
 
 import pytest
 import torch
+from _clip_tensors import bounds as _bounds
+from _clip_tensors import gen as _gen
+from _clip_tensors import textured
 
-from dsm_lightning.disturb import KINETICS_MEAN, KINETICS_STD, ClipTransform, denormalize, normalize
+from dsm_lightning.disturb import ClipTransform, denormalize, normalize
 
 B, T, H, S = 4, 8, 40, 32
 PLAIN = {  # simple augmentations switched off: training = the normalised input
@@ -16,21 +19,8 @@ PLAIN = {  # simple augmentations switched off: training = the normalised input
 }
 
 
-def _gen(seed: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
 def _textured(batch: int = B, frames: int = T, size: int = H, seed: int = 0) -> torch.Tensor:
-    """uint8 (B, 3, T, size, size): smooth random texture, every frame different."""
-    coarse = torch.rand(batch * frames, 3, size // 4, size // 4, generator=_gen(seed))
-    smooth = torch.nn.functional.interpolate(coarse, size=(size, size), mode="bilinear")
-    video = smooth.view(batch, frames, 3, size, size).transpose(1, 2)
-    return (video * 255).round().to(torch.uint8)
-
-
-def _bounds() -> tuple[torch.Tensor, torch.Tensor]:
-    mean, std = torch.tensor(KINETICS_MEAN), torch.tensor(KINETICS_STD)
-    return (-mean / std).view(1, 3, 1, 1, 1), ((1 - mean) / std).view(1, 3, 1, 1, 1)
+    return textured(batch, frames, size, seed)
 
 
 def test_train_shapes_range_and_determinism():

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dsm_lightning._checks import check_positive
+
 __all__ = [
     "dsm_infonce_loss",
     "moco_loss",
@@ -23,8 +25,7 @@ __all__ = [
 
 
 def _check_weight(negative_weight: float) -> None:
-    if not negative_weight > 0:
-        raise ValueError(f"negative_weight must be > 0, got {negative_weight}")
+    check_positive("negative_weight", negative_weight)
 
 
 def _as_hard_negatives(query: Tensor, negative: Tensor) -> Tensor:
@@ -76,8 +77,7 @@ def dsm_infonce_loss(
     Raises:
         ValueError: ``temperature`` or ``negative_weight`` <= 0, or mismatched shapes.
     """
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
+    check_positive("temperature", temperature)
     _check_weight(negative_weight)
     if key.shape != query.shape:
         raise ValueError(f"key {tuple(key.shape)} must match query {tuple(query.shape)}")
@@ -189,8 +189,7 @@ class DSMInfoNCELoss(nn.Module):
 
     def __init__(self, temperature: float = 0.07, negative_weight: float = 1.0) -> None:
         super().__init__()
-        if not temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
+        check_positive("temperature", temperature)
         _check_weight(negative_weight)
         self.temperature, self.negative_weight = temperature, negative_weight
 

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from dsm_lightning._checks import check_positive
 from dsm_lightning.distributed import gather_variable_no_grad, rank, world_size
 
 __all__ = ["KNNMonitor", "weighted_knn_predict"]
@@ -97,8 +98,7 @@ class KNNMonitor(pl.Callback):
             raise ValueError(f"k must be >= 1, got {k}")
         if every_n_epochs < 1:
             raise ValueError(f"every_n_epochs must be >= 1, got {every_n_epochs}")
-        if not temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
+        check_positive("temperature", temperature)
         self.k, self.temperature, self.every_n_epochs = k, temperature, every_n_epochs
         self.max_train_batches = max_train_batches
         self.train_split, self.val_split, self.batch_size = train_split, val_split, batch_size

@@ -27,7 +27,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
-from dsm_lightning._checks import check_choice
+from dsm_lightning._checks import check_choice, check_positive
 from dsm_lightning.disturb.simple import KINETICS_MEAN, KINETICS_STD
 from dsm_lightning.models.backbones import as_backbone
 from dsm_lightning.models.encoder_io import load_backbone_weights, save_encoder
@@ -134,8 +134,7 @@ class ContrastiveModule(pl.LightningModule):
         check_choice("optimizer", optimizer, OPTIMIZERS)
         check_choice("lr_schedule", lr_schedule, LR_SCHEDULES)
         check_choice("query_view", query_view, QUERY_VIEWS)
-        if not lr > 0:
-            raise ValueError(f"lr must be > 0, got {lr}")
+        check_positive("lr", lr)
         for name, value in (("weight_decay", weight_decay), ("warmup_epochs", warmup_epochs),
                             ("sgd_momentum", sgd_momentum), ("lr_gamma", lr_gamma)):
             if value < 0:

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from dsm_lightning._checks import check_positive
 from dsm_lightning.losses import dsm_infonce_loss
 from dsm_lightning.modules.moco import MoCoModule
 
@@ -54,8 +55,7 @@ class DSMLightningModule(MoCoModule):
     needs_negative: ClassVar[bool] = True
 
     def __init__(self, hard_negative_weight: float = 1.0, **kwargs: Any) -> None:
-        if not hard_negative_weight > 0:
-            raise ValueError(f"hard_negative_weight must be > 0, got {hard_negative_weight}")
+        check_positive("hard_negative_weight", hard_negative_weight)
         super().__init__(**kwargs)
 
     @classmethod

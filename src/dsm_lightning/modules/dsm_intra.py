@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 from torch import Tensor
 
+from dsm_lightning._checks import check_positive
 from dsm_lightning.losses import dsm_infonce_loss
 from dsm_lightning.modules.dsm import embed_together
 from dsm_lightning.modules.moco import MoCoModule
@@ -44,8 +45,7 @@ class DSMIntraModule(MoCoModule):
     needs_negative: ClassVar[bool] = True
 
     def __init__(self, intra_weight: float = 10.0, **kwargs: Any) -> None:
-        if not intra_weight > 0:
-            raise ValueError(f"intra_weight must be > 0, got {intra_weight}")
+        check_positive("intra_weight", intra_weight)
         super().__init__(**kwargs)
 
     def embed_negatives(self, views: Mapping[str, Tensor]) -> dict[str, Tensor]:

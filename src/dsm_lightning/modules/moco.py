@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from dsm_lightning._checks import check_choice
+from dsm_lightning._checks import check_choice, check_positive
 from dsm_lightning.distributed import gather_no_grad
 from dsm_lightning.losses import dsm_infonce_loss
 from dsm_lightning.modules.base import ContrastiveModule
@@ -53,8 +53,7 @@ class MoCoModule(ContrastiveModule):
         exclude_same_video: bool = True,
         **kwargs: Any,
     ) -> None:
-        if not temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
+        check_positive("temperature", temperature)
         if queue_size < 1:
             raise ValueError(f"queue_size must be >= 1, got {queue_size}")
         if not 0.0 <= momentum <= 1.0:
