@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, DistributedSampler, default_collate, get_worker_info
 
+from dsm_lightning._checks import check_choice
 from dsm_lightning.data.sampling import (
     ClipSample,
     PairClipSampler,
@@ -178,8 +179,7 @@ class VideoDataset(Dataset):
         decoder: str = "pyav",
         opener: VideoOpener | None = None,
     ) -> None:
-        if on_error not in ON_ERROR:
-            raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
+        check_choice("on_error", on_error, ON_ERROR)
         if frame_size < 1:
             raise ValueError(f"frame_size must be >= 1, got {frame_size}")
         check_decoder(decoder)

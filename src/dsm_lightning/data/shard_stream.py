@@ -23,6 +23,7 @@ import torch  # noqa: E402
 from litdata import StreamingDataLoader, StreamingDataset  # noqa: E402
 from torch.utils.data import default_collate  # noqa: E402
 
+from dsm_lightning._checks import check_choice  # noqa: E402
 from dsm_lightning.data.datasets import (  # noqa: E402
     DATASET_KINDS,
     VideoDataset,
@@ -38,8 +39,7 @@ __all__ = ["ShardLoader", "ShardOpener", "ShardStream", "clip_dataset", "reader_
 
 def clip_dataset(kind: str, records: list[VideoRecord], **kwargs: Any) -> VideoDataset:
     """The map-style dataset of ``kind`` (``"pretrain"``, ``"clip"``, ``"multiview"``)."""
-    if kind not in DATASET_KINDS:
-        raise ValueError(f"kind must be one of {sorted(DATASET_KINDS)}, got {kind!r}")
+    check_choice("kind", kind, sorted(DATASET_KINDS))
     return DATASET_KINDS[kind](records, **kwargs)
 
 

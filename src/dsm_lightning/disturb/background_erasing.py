@@ -27,6 +27,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from dsm_lightning._checks import check_choice
 from dsm_lightning.disturb.simple import rand_uniform
 from dsm_lightning.disturb.transform import ClipTransform, check_pair
 from dsm_lightning.disturb.triplet import TripletBuilder
@@ -87,8 +88,7 @@ def sample_background_erasing(
     if batch < 1 or num_frames < 1:
         raise ValueError(f"batch and num_frames must be >= 1, got {batch}, {num_frames}")
     low, high = check_pair(mix_range, "mix_range", 0.0, 1.0)
-    if mix_per not in BE_MIX_PER:
-        raise ValueError(f"mix_per must be one of {BE_MIX_PER}, got mix_per={mix_per!r}")
+    check_choice("mix_per", mix_per, BE_MIX_PER)
     u = rand_uniform((2, batch), generator=generator, device=device)
     draw = u[0] if mix_per == "clip" else u[0, :1].expand(batch)
     weight = (low + (high - low) * draw).clamp(low, high)
@@ -176,8 +176,7 @@ class BackgroundErasingBuilder(ViewBuilder):
         self.transform_given = base.transform_given
         self.base = base
         self.mix_range = check_pair(mix_range, "mix_range", 0.0, 1.0)
-        if mix_per not in BE_MIX_PER:
-            raise ValueError(f"mix_per must be one of {BE_MIX_PER}, got mix_per={mix_per!r}")
+        check_choice("mix_per", mix_per, BE_MIX_PER)
         self.mix_per = mix_per
         names = (views,) if isinstance(views, str) else tuple(views)
         if not names or len(set(names)) != len(names) or not set(names) <= set(BE_VIEWS):

@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from dsm_lightning._checks import check_choice
+
 KINETICS_MEAN: tuple[float, float, float] = (0.43216, 0.394666, 0.37645)
 KINETICS_STD: tuple[float, float, float] = (0.22803, 0.22145, 0.216989)
 
@@ -203,8 +205,7 @@ def sample_color(
     Raises:
         ValueError: unknown ``jitter_mode``.
     """
-    if jitter_mode not in JITTER_MODES:
-        raise ValueError(f"jitter_mode must be one of {JITTER_MODES}, got {jitter_mode!r}")
+    check_choice("jitter_mode", jitter_mode, JITTER_MODES)
     brightness, contrast, saturation, hue = jitter
     one_of = jitter_mode == "one_of"
     # "all" keeps its historical six draws (same stream); "one_of" draws the op as well

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from dsm_lightning._checks import check_choice
 from dsm_lightning.disturb.simple import choose, identity_coords, rand_uniform, selection_weights
 
 SPATIAL_KINDS: tuple[str, ...] = ("tps", "points")
@@ -145,8 +146,7 @@ def sample_point_field(
     Raises:
         ValueError: unknown ``direction``.
     """
-    if direction not in POINT_DIRECTIONS:
-        raise ValueError(f"direction must be one of {POINT_DIRECTIONS}, got {direction!r}")
+    check_choice("direction", direction, POINT_DIRECTIONS)
     lo, hi = (-region, region) if isinstance(region, (int, float)) else region
     draws = 1 if shared else batch
     max_count = count[1]

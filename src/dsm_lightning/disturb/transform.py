@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from dsm_lightning._checks import check_choice
 from dsm_lightning.disturb.simple import (
     JITTER_MODES,
     KINETICS_MEAN,
@@ -140,9 +141,7 @@ class ClipTransform(nn.Module):
             )
         self.jitter = strengths
         self.jitter_prob = check_prob(jitter_prob, "jitter_prob")
-        if jitter_mode not in JITTER_MODES:
-            raise ValueError(f"jitter_mode must be one of {JITTER_MODES}, got "
-                             f"jitter_mode={jitter_mode!r}")
+        check_choice("jitter_mode", jitter_mode, JITTER_MODES)
         self.jitter_mode = jitter_mode
         self.grayscale_prob = check_prob(grayscale_prob, "grayscale_prob")
         if not 0.0 <= rotation_degrees <= 180.0:
@@ -156,8 +155,7 @@ class ClipTransform(nn.Module):
             raise ValueError(f"mean must have 3 values, got mean={mean}")
         if len(self.std) != 3 or min(self.std) <= 0:
             raise ValueError(f"std must be 3 positive values, got std={std}")
-        if dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {tuple(DTYPES)}, got dtype={dtype!r}")
+        check_choice("dtype", dtype, DTYPES)
         self.dtype = dtype
 
     @classmethod

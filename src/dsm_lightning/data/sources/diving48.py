@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from dsm_lightning._checks import check_choice
 from dsm_lightning.data.sources._files import check_extension, require_dir
 from dsm_lightning.data.sources._json import find_file, json_list_entries
 from dsm_lightning.data.sources.base import (
@@ -142,9 +143,7 @@ class Diving48Source(VideoSource):
     def __init__(
         self, root: str, annotations: str, version: str = "V2", extension: str = ".mp4"
     ) -> None:
-        if version not in DIVING48_VERSIONS:
-            raise ValueError(f"version must be one of {sorted(DIVING48_VERSIONS)}, "
-                             f"got version={version!r}")
+        check_choice("version", version, sorted(DIVING48_VERSIONS))
         self.root, self.annotations = root, annotations
         self.version, self.extension = version, check_extension(extension)
 
