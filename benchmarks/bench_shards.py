@@ -3,7 +3,7 @@
 The same synthetic videos are read two ways by ``VideoDataModule(task="pretrain")`` with the
 same settings (workers, batch, clip span): from the file tree (``SyntheticSource``) and from
 LitData shards written by ``dsm prepare`` (``source="shards"``, a local folder). Both give
-the same clips (tests/test_shards.py); both keep their workers between epochs (what a
+the same clips (tests/data/test_shards.py); both keep their workers between epochs (what a
 training run does), the loaders take turns epoch by epoch, best of the timed epochs after a
 warm-up epoch. The packing cost (indexing + writing, cold frame-index
 cache, one process) is reported per video next to what one training epoch costs per video

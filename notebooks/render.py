@@ -10,7 +10,7 @@ images (when PNG would be large), GIFs at most ``MAX_GIF_WIDTH`` wide with
 ``GIF_COLOURS`` colours. The executed notebook is kept as
 ``notebooks/outputs/<name>.executed.ipynb`` (not versioned); ``--export-only`` re-exports
 from it without running. The committed ``.ipynb`` files stay without outputs;
-tests/test_notebooks.py checks that every rendered copy shows the current cells. Needs the
+tests/project/test_notebooks.py checks that every rendered copy shows the current cells. Needs the
 ``notebooks`` extra (nbclient).
 """
 

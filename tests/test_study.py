@@ -215,13 +215,13 @@ def test_dsm_study_scores_encoder_files_and_a_users_module_on_the_splits_given(
     """No pretraining: an encoder.pt, a .ckpt and a user's network (by class_path), scored on
     biased splits only (the data has no balanced or swapped split here): the table keeps the
     rows it can compute."""
-    from _user_backbone import MyNet
+    from helpers.user_backbone import MyNet
 
     from dsm_lightning.cli import main
     from dsm_lightning.models import create_backbone, save_encoder
     from dsm_lightning.models.backbones import as_backbone
 
-    monkeypatch.syspath_prepend(str(__import__("pathlib").Path(__file__).parent))
+    monkeypatch.syspath_prepend(str(__import__("pathlib").Path(__file__).parent / "helpers"))
     torch.manual_seed(1)
     tiny = create_backbone("tiny3d", width=4)
     save_encoder(tmp_path / "tiny.pt", tiny, "tiny3d", {"width": 4}, method="dsm",
@@ -233,7 +233,7 @@ def test_dsm_study_scores_encoder_files_and_a_users_module_on_the_splits_given(
         "file": str(tmp_path / "tiny.pt"),
         "ckpt": str(tmp_path / "last.ckpt"),
         "mine": {"path": str(tmp_path / "mine.pt"),
-                 "backbone": {"class_path": "_user_backbone.MyNet"}},
+                 "backbone": {"class_path": "user_backbone.MyNet"}},
     }
     splits = {"biased_train": "train", "biased_test": "test", "balanced_train": None,
               "balanced_test": None, "swapped_test": None}

@@ -1,4 +1,8 @@
-"""Argument checks shared by the package (plain Python, no torch or Lightning)."""
+"""Argument checks shared by the package (plain Python, no torch or Lightning).
+
+Every constructor validates its arguments with these, once, and the message names the
+argument and the value it got (``ValueError``), so a YAML key that is wrong is named.
+"""
 
 from __future__ import annotations
 
@@ -16,3 +20,39 @@ def check_positive(name: str, value: float) -> None:
     """Raise ``ValueError`` naming ``name`` when ``value`` is not > 0 (NaN included)."""
     if not value > 0:
         raise ValueError(f"{name} must be > 0, got {value}")
+
+
+def check_int(name: str, value: object, minimum: int = 1) -> int:
+    """``value`` when it is an int (not a bool) >= ``minimum``.
+
+    Raises:
+        ValueError: naming ``name`` and the value otherwise.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {name}={value!r}")
+    return value
+
+
+def check_at_least(name: str, value: float, minimum: float = 0.0) -> float:
+    """``value`` as a float when it is a number >= ``minimum`` (NaN refused).
+
+    Raises:
+        ValueError: naming ``name`` and the value otherwise.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {name}={value!r}")
+    return float(value)
+
+
+def check_fraction(name: str, value: float, low: float = 0.0, high: float = 1.0,
+                   open_low: bool = False) -> float:
+    """``value`` as a float within ``[low, high]`` (``(low, high]`` with ``open_low``).
+
+    Raises:
+        ValueError: naming ``name`` and the value otherwise.
+    """
+    inside = (low < value if open_low else low <= value) and value <= high
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not inside:
+        bracket = "(" if open_low else "["
+        raise ValueError(f"{name} must be in {bracket}{low}, {high}], got {name}={value!r}")
+    return float(value)

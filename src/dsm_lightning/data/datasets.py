@@ -334,7 +334,7 @@ class PretrainClipDataset(VideoDataset):
     """Pretraining items: anchor ``video`` and ``video_shift`` (start >= ``min_gap`` apart).
 
     Both clips share the crop position, so they differ only in time (the temporal-shift
-    negative of method.md). Too-short videos use ``PairClipSampler``'s documented fallback.
+    negative of docs/method.md). Too-short videos use ``PairClipSampler``'s documented fallback.
 
     Args:
         records: Videos of the split.

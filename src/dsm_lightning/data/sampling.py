@@ -149,7 +149,7 @@ class RandomClipSampler:
 
 
 class PairClipSampler:
-    """Anchor clip plus a temporal-shift clip of the same video (method.md, TLD).
+    """Anchor clip plus a temporal-shift clip of the same video (docs/method.md, TLD).
 
     Both starts are uniform over the in-range starts ``[0, video_frames - span]`` subject to
     ``|shift - anchor| >= min_gap``. Fallback when no such pair exists (the video is shorter

@@ -28,7 +28,7 @@ class ``k`` is tied to scene ``k``. Splits written (``n`` = ``videos_per_class``
   a fraction ``bias`` of each class on its own scene, the rest on random other scenes;
 - ``swapped_test`` (m per class): never on its own scene;
 - ``balanced_train`` (n per class), ``balanced_test`` (m per class): every class on every
-  scene equally often, so motion is the only cue (method.md "Measuring the effect");
+  scene equally often, so motion is the only cue (docs/method.md "Measuring the effect");
 - ``test_static``, ``swapped_test_static``, ``balanced_test_static``: the same videos as
   their source split with the middle frame repeated (no motion at all).
 

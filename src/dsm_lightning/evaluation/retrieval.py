@@ -1,6 +1,6 @@
 """Nearest-neighbour video retrieval: feature extraction, top-k neighbours and recall@k.
 
-Protocol (method.md, "Video retrieval"): features are the pooled backbone output of one or
+Protocol (docs/method.md, "Video retrieval"): features are the pooled backbone output of one or
 several clips per video, L2-normalised; queries come from the test split, the gallery from
 the train split; similarity is the cosine; a query is a hit at k when any of its k nearest
 gallery videos has its class. Plain tensor code, no Lightning.

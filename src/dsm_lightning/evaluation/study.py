@@ -1,6 +1,6 @@
 """The scene-bias study on frozen features: does an encoder carry motion or scene?
 
-method.md, "Measuring the effect". For each encoder, on features of labelled splits:
+docs/method.md, "Measuring the effect". For each encoder, on features of labelled splits:
 
 - a linear probe trained on the scene-*biased* training split, tested in distribution, on
   static clips and (optionally) on a scene-swapped split;

@@ -83,7 +83,9 @@ class ContrastiveModule(pl.LightningModule):
             user network; the checkpoint then records ``backbone=None`` and loading it back
             needs the module: ``load_encoder(path, backbone=MyNet())``).
         backbone_kwargs: the registry builder's named arguments.
-        weights: local weights file for a registry backbone (see ``create_backbone``).
+        weights: local weights file for a registry backbone, loaded into it with
+            ``models.encoder_io.load_backbone_weights`` (``create_backbone`` itself
+            builds random-init networks only).
         proj_dim: embedding (projection) dimension.
         proj_hidden_dim: hidden width of an MLP head; None gives a linear head (the paper's).
         query_view: which clip goes through the query encoder: ``"positive"`` (the public DSM
@@ -98,7 +100,6 @@ class ContrastiveModule(pl.LightningModule):
         lr_milestones: epochs of the ``"multistep"`` schedule.
         lr_gamma: factor of the ``"multistep"`` schedule.
         sync_batchnorm: convert BatchNorm layers to SyncBatchNorm on > 1 GPU process.
-        num_classes: unused by pretraining; accepted so a CLI link from the data is harmless.
 
     Raises:
         ValueError: an invalid argument (named in the message).
@@ -128,7 +129,6 @@ class ContrastiveModule(pl.LightningModule):
         lr_milestones: tuple[int, ...] = (),
         lr_gamma: float = 0.1,
         sync_batchnorm: bool = False,
-        num_classes: int | None = None,
     ) -> None:
         super().__init__()
         check_choice("optimizer", optimizer, OPTIMIZERS)

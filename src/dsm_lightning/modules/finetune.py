@@ -1,6 +1,6 @@
 """Action recognition on top of a (pretrained) backbone: full fine-tuning or a linear probe.
 
-The paper's downstream protocol (method.md, "Action recognition fine-tuning"): load the
+The paper's downstream protocol (docs/method.md, "Action recognition fine-tuning"): load the
 pretrained encoder, add a dropout + linear classifier, train; report clip-level top-1 during
 validation and video-level top-1 at test time (softmax averaged over ``n_clips`` temporal
 windows x ``n_crops`` spatial crops).

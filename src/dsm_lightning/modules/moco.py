@@ -25,7 +25,7 @@ class MoCoModule(ContrastiveModule):
     ``q = f(query view)``, ``k+ = g(key view)`` with ``g`` the EMA copy of ``f`` (encoder and
     head); InfoNCE over ``[q.k+ | q.queue] / tau``; the keys are then enqueued (gathered from
     every rank first). With a ``TripletBuilder.moco()`` view builder the positive is an
-    independent simple augmentation of the clip (method.md, "MoCo baseline").
+    independent simple augmentation of the clip (docs/method.md, "MoCo baseline").
 
     Args:
         temperature: InfoNCE temperature ``tau``.

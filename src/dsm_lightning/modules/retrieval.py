@@ -1,6 +1,6 @@
 """Nearest-neighbour video retrieval with a frozen (pretrained) backbone, run by ``trainer.test``.
 
-The paper's protocol (method.md, "Video retrieval"): pooled backbone features (not the
+The paper's protocol (docs/method.md, "Video retrieval"): pooled backbone features (not the
 projection), L2-normalised; queries = test split, gallery = train split; recall@k for k in
 (1, 5, 10, 20, 50). ``protocol`` says how a video becomes clips (docs/reproduce.md):
 
