@@ -32,15 +32,12 @@ from dsm_lightning.disturb import (
 )
 
 
-def _builders(crop: int) -> dict[str, ViewBuilder]:
-    def transform() -> ClipTransform:
-        return ClipTransform(crop_size=crop)
-
+def _builders() -> dict[str, ViewBuilder]:
     return {
-        "dsm_triplet": TripletBuilder(transform=transform()),
-        "be": BackgroundErasingBuilder(base=TripletBuilder.moco(transform=transform())),
-        "fame": FAMEBuilder(transform=transform()),
-        "be_on_dsm": BackgroundErasingBuilder(base=TripletBuilder(transform=transform())),
+        "dsm_triplet": TripletBuilder(),
+        "be": BackgroundErasingBuilder(base=TripletBuilder.moco()),
+        "fame": FAMEBuilder(),
+        "be_on_dsm": BackgroundErasingBuilder(base=TripletBuilder()),
     }
 
 
@@ -62,11 +59,11 @@ def run(quick: bool = False) -> list[dict]:
     shift = video.roll(1, dims=2)
     per_s: dict[str, float] = {}
     with torch.no_grad():
-        for name, builder in _builders(crop).items():
-            builder = builder.to(device)
-
+        transform = ClipTransform()
+        for name, builder in _builders().items():
             def call(seed: int, builder: ViewBuilder = builder) -> None:
-                builder(video, shift, generator=torch.Generator().manual_seed(seed))
+                builder(video, shift, transform=transform, size=crop,
+                        generator=torch.Generator().manual_seed(seed))
                 if device == "cuda":
                     torch.cuda.synchronize()
 

@@ -89,33 +89,35 @@ def synthetic_datamodule(
 
     Returns:
         The data module (not yet prepared nor set up); its crop size (the model's input
-        size) is ``s["crop_size"]``.
+        size) is ``s["crop_size"]``; its transform crops half the frame or more (the
+        examples' usual simple augmentation), shared by the view builder and evaluation.
     """
     from dsm_lightning import VideoDataModule
+    from dsm_lightning.disturb import ClipTransform
 
     kwargs: dict[str, Any] = dict(
         source=synthetic_source(s), task=task, num_frames=s["num_frames"],
         stride=s["stride"], frame_size=s["synthetic_size"], crop_size=s["crop_size"],
         batch_size=s["batch_size"], num_workers=0, augment=augment, seed=seed,
+        transform=ClipTransform(crop_scale=(0.5, 1.0)),
     )
     kwargs.update(overrides)
     return VideoDataModule(**kwargs)
 
 
 def pretrain_augment(s: dict[str, Any]) -> TripletBuilder:
-    """The examples' usual DSM augmentation: four negative kinds, crops of half the frame or more.
+    """The examples' usual DSM disturbances: four negative kinds (the simple augmentation and
+    the crop size are the data module's, see :func:`synthetic_datamodule`).
 
     Args:
-        s: the output of :func:`settings` (the crop size comes from the data module).
+        s: the output of :func:`settings`.
 
     Returns:
-        ``TripletBuilder`` with crop scale (0.5, 1) and negatives shift/reverse/shuffle/static.
+        ``TripletBuilder`` with negatives shift/reverse/shuffle/static.
     """
     from dsm_lightning import TripletBuilder
-    from dsm_lightning.disturb import ClipTransform
 
-    return TripletBuilder(ClipTransform(crop_scale=(0.5, 1.0)),
-                          negative_kinds=("shift", "reverse", "shuffle", "static"))
+    return TripletBuilder(negative_kinds=("shift", "reverse", "shuffle", "static"))
 
 
 def example_parser(description: str, out_dir: str) -> argparse.ArgumentParser:

@@ -48,7 +48,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from dsm_lightning.disturb.simple import rand_uniform
+from dsm_lightning.disturb.rng import rand_uniform
 from dsm_lightning.disturb.temporal import frame_kinds, register_frame_kind
 
 # Run as a file (python examples/<name>.py): the repository root makes `examples` importable.
@@ -148,7 +148,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     import pytorch_lightning as pl
 
     from dsm_lightning import DSMLightningModule, TripletBuilder
-    from dsm_lightning.disturb import ClipTransform
     from dsm_lightning.disturb.visualize import save_triplet_png
 
     parser = common.example_parser(__doc__.splitlines()[0], "outputs/examples/custom_disturbance")
@@ -162,8 +161,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     pl.seed_everything(args.seed, verbose=False)
     other = (1.0 - args.speed_prob) / 2
-    augment = TripletBuilder(
-        ClipTransform(crop_scale=(0.5, 1.0)),  # crop size: the data module's
+    augment = TripletBuilder(  # simple augmentation and crop size: the data module's
         negative_kinds=("shift", "reverse", "speed"),
         negative_probs=(other, other, args.speed_prob), seed=args.seed,
     )
@@ -173,8 +171,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     # 1. One triplet, outside training: the data layer's uint8 batch through the builder.
     batch = next(iter(data.train_dataloader()))
-    triplet = augment(batch["video"], batch["video_shift"])
-    png = save_triplet_png(out / "triplet.png", triplet, mean=augment.mean, std=augment.std)
+    triplet = augment(batch["video"], batch["video_shift"], transform=data.transform,
+                      size=data.hparams.crop_size)
+    png = save_triplet_png(out / "triplet.png", triplet, mean=data.transform.mean,
+                           std=data.transform.std)
     print(f"triplet (rows anchor / positive / negative): {png}")
 
     # 2. DSM pretraining with the custom negatives: nothing else changes.

@@ -56,3 +56,20 @@ def check_fraction(name: str, value: float, low: float = 0.0, high: float = 1.0,
         bracket = "(" if open_low else "["
         raise ValueError(f"{name} must be in {bracket}{low}, {high}], got {name}={value!r}")
     return float(value)
+
+
+def check_pair(name: str, value: Iterable[float], low: float, high: float,
+               ordered: bool = True) -> tuple[float, float]:
+    """``(min, max)`` as floats when both lie in ``[low, high]`` (and ``min <= max``).
+
+    Raises:
+        ValueError: naming ``name`` when the pair is malformed or out of range.
+    """
+    values = tuple(value)
+    if len(values) != 2 or not all(
+        not isinstance(v, bool) and isinstance(v, (int, float)) and low <= v <= high
+        for v in values
+    ) or (ordered and values[0] > values[1]):
+        raise ValueError(f"{name} must be (min, max) with {low} <= min <= max <= {high}, "
+                         f"got {name}={value!r}")
+    return float(values[0]), float(values[1])

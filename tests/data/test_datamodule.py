@@ -245,8 +245,7 @@ def test_datamodule_loaders_and_device_transforms(synth_dir):
     assert dm.on_after_batch_transfer(val, 0)["video"].dtype == torch.float32
     views = next(iter(dm.clip_dataloader("balanced_test", n_clips=2)))["video"]
     assert views.shape == (4, 2, 3, 4, 32, 32)
-    assert isinstance(dm.augment, TripletBuilder) and dm.augment.crop_size == 28
-    assert dm.augment.transform is dm.transform and dm.transform.crop_size == 28
+    assert isinstance(dm.augment, TripletBuilder) and isinstance(dm.transform, ClipTransform)
 
 
 def test_classify_and_retrieval_tasks(known_dir):
@@ -288,8 +287,6 @@ def test_classify_and_retrieval_tasks(known_dir):
         (dict(source="folder", root=".", annotations="a.txt"), "does not accept annotations"),
         (dict(source=SyntheticSource(), cache_dir="."), "cache_dir given with a VideoSource"),
         (dict(source=3), "source must be a registered name or a VideoSource"),
-        (dict(transform=ClipTransform(64)), "crop_size=64 differs from crop_size=112"),
-        (dict(transform=ClipTransform(), augment=TripletBuilder(ClipTransform())), "give it once"),
     ],
 )
 def test_constructor_validation(kwargs, match):
@@ -314,16 +311,23 @@ def test_sources_by_name_or_instance(synth_dir, known_dir):
     assert dm.class_names == ["a", "b"] and len(dm.records("test")) == 2
 
 
-def test_one_clip_transform_shared_by_every_path():
-    transform = ClipTransform(flip_prob=0.0)
+def test_one_clip_transform_and_crop_size_for_every_path(known_dir):
+    """The data module's transform and crop_size reach the view builder, the fine-tuning and
+    the evaluation clips: the builder holds no transform of its own."""
+    transform = ClipTransform(flip_prob=0.0, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
     builder = TripletBuilder(negative_kinds=("reverse",))
-    dm = VideoDataModule(crop_size=24, frame_size=32, transform=transform, augment=builder)
-    assert dm.transform is transform and builder.transform is transform
-    assert transform.crop_size == 24  # filled in from the data module: written once
-    own = TripletBuilder(ClipTransform(crop_scale=(0.5, 1.0)))
-    dm = VideoDataModule(crop_size=24, frame_size=32, augment=own)
-    assert dm.transform is own.transform and dm.transform.crop_size == 24
-    assert dm.augment.transform.crop_scale == (0.5, 1.0)
+    dm = VideoDataModule(source="folder", root=str(known_dir / "train"), num_workers=0,
+                         batch_size=2, transform=transform, augment=builder,
+                         **{**CLIP, "crop_size": 24})
+    assert dm.transform is transform and not hasattr(builder, "transform")
+    dm.trainer = SimpleNamespace(training=True)
+    batch = next(iter(dm.train_dataloader()))
+    out = dm.on_after_batch_transfer(batch, 0)
+    assert out["anchor"].shape[-2:] == out["negative"].shape[-2:] == (24, 24)
+    dm.trainer = SimpleNamespace(training=False)
+    clips = dm.on_after_batch_transfer(dict(batch), 0)["video"]
+    assert clips.shape[-2:] == (24, 24)
+    torch.testing.assert_close(clips, transform.eval(batch["video"], 24))  # its statistics
 
 
 def test_batch_larger_than_the_training_split_is_rejected(known_dir):

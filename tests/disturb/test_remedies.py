@@ -34,11 +34,11 @@ def _clips(seed: int = 0, batch: int = B) -> torch.Tensor:
     return torch.randn(batch, 3, T, 8, 8, generator=_gen(seed))
 
 
-def _plain_transform() -> ClipTransform:
-    """A transform that changes nothing but the normalisation (crop = the whole frame)."""
-    return ClipTransform(crop_size=S, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0),
-                         flip_prob=0.0, jitter_prob=0.0, grayscale_prob=0.0,
-                         rotation_degrees=0.0)
+#: a transform that changes nothing but the normalisation (crop = the whole frame), and the
+#: output side: what VideoDataModule passes to a view builder
+PLAIN = {"transform": ClipTransform(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_prob=0.0,
+                                    jitter_prob=0.0, grayscale_prob=0.0, rotation_degrees=0.0),
+         "size": S}
 
 
 def _moving_squares(batch: int = B, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -110,30 +110,30 @@ def test_background_erasing_builder_rejects_bad_arguments(bad: dict):
         BackgroundErasingBuilder(**bad)
 
 
-def test_transform_goes_to_the_base_once():
-    with pytest.raises(ValueError, match="not both"):
-        BackgroundErasingBuilder(base=TripletBuilder.moco(), transform=ClipTransform())
-    transform = ClipTransform(crop_size=S)
-    builder = BackgroundErasingBuilder(transform=transform)
-    assert builder.base.transform is transform and builder.transform_given
-    shared = ClipTransform(crop_size=S)
-    builder = BackgroundErasingBuilder()
-    builder.share_transform(shared)  # what VideoDataModule does
-    assert builder.transform is shared and builder.base.transform is shared
+def test_transform_and_size_reach_the_base():
+    video, _ = _moving_squares()
+    base = TripletBuilder.moco()
+    builder = BackgroundErasingBuilder(base=base)
+    small = builder(video, None, transform=ClipTransform(), size=16, generator=_gen(1))
+    assert small["anchor"].shape[-2:] == (16, 16) and small["positive"].shape[-2:] == (16, 16)
+    plain = builder(video, None, **PLAIN, generator=_gen(1))
+    torch.testing.assert_close(plain["anchor"], PLAIN["transform"].normalize(video), atol=1e-4,
+                               rtol=0)  # the base used the transform it was handed
+    assert "transform" not in __import__("inspect").signature(BackgroundErasingBuilder).parameters
 
 
 def test_builder_erases_the_query_view_of_its_base_and_is_deterministic():
     video, _ = _moving_squares()
-    base = TripletBuilder.moco(transform=_plain_transform())
+    base = TripletBuilder.moco()
     builder = BackgroundErasingBuilder(base=base)
-    out = builder(video, None, generator=_gen(5), return_params=True)
-    plain = base(video, None, generator=_gen(5))  # the base draws first, from the same generator
+    out = builder(video, None, **PLAIN, generator=_gen(5), return_params=True)
+    plain = base(video, None, **PLAIN, generator=_gen(5))  # the base draws first, from the same generator
     assert torch.equal(out["anchor"], plain["anchor"])  # the key is left alone
     params = out["be_positive"]
     assert torch.allclose(out["positive"], background_erasing(plain["positive"], params))
     assert not torch.allclose(out["positive"], plain["positive"])
-    again = builder(video, None, generator=_gen(5))
-    other = builder(video, None, generator=_gen(6))
+    again = builder(video, None, **PLAIN, generator=_gen(5))
+    other = builder(video, None, **PLAIN, generator=_gen(6))
     assert torch.equal(again["positive"], out["positive"])
     assert not torch.equal(other["positive"], out["positive"])
 
@@ -143,21 +143,20 @@ def test_background_erasing_on_top_of_the_dsm_triplet():
     hard negative passes through unchanged; a stacked negative gets one draw per clip."""
     video, _ = _moving_squares()
     shift = video.roll(1, dims=2)
-    dsm = TripletBuilder(transform=_plain_transform(), negative_kinds=("shift", "reverse"),
-                         negative_mode="all")
+    dsm = TripletBuilder(negative_kinds=("shift", "reverse"), negative_mode="all")
     builder = BackgroundErasingBuilder(base=dsm, views=("positive", "negative"))
-    out = builder(video, shift, generator=_gen(7), return_params=True)
-    plain = dsm(video, shift, generator=_gen(7))
+    out = builder(video, shift, **PLAIN, generator=_gen(7), return_params=True)
+    plain = dsm(video, shift, **PLAIN, generator=_gen(7))
     assert set(out) >= {"anchor", "positive", "negative"}
     assert torch.equal(out["anchor"], plain["anchor"])
     assert out["negative"].shape == plain["negative"].shape == (B, 2, 3, T, S, S)
     assert out["be_negative"].weight.shape == (B * 2,)
     assert torch.allclose(out["positive"], background_erasing(plain["positive"],
                                                               out["be_positive"]))
-    only_query = BackgroundErasingBuilder(base=dsm)(video, shift, generator=_gen(7))
+    only_query = BackgroundErasingBuilder(base=dsm)(video, shift, **PLAIN, generator=_gen(7))
     assert torch.equal(only_query["negative"], plain["negative"])
     with pytest.raises(ValueError, match="negative"):
-        BackgroundErasingBuilder(views=("negative",))(video, None, generator=_gen(7))
+        BackgroundErasingBuilder(views=("negative",))(video, None, **PLAIN, generator=_gen(7))
 
 
 # ------------------------------------------------------------------------------------- FAME
@@ -225,9 +224,9 @@ def test_merge_keeps_the_foreground_frames_and_takes_the_rest_from_the_backgroun
 def test_fame_builder_pastes_the_moving_foreground_onto_another_clip():
     video, _ = _moving_squares()
     shift = video.roll(1, dims=2)
-    builder = FAMEBuilder(transform=_plain_transform())
-    out = builder(video, shift, generator=_gen(3), return_details=True)
-    positive = builder.denormalize(out["positive"])  # (B, 3, T, S, S) in [0, 1]
+    builder, plain = FAMEBuilder(), PLAIN["transform"]
+    out = builder(video, shift, **PLAIN, generator=_gen(3), return_details=True)
+    positive = plain.denormalize(out["positive"])  # (B, 3, T, S, S) in [0, 1]
     source, mask, index = video.float() / 255, out["fame_mask"].bool(), out["fame_background"]
     assert (index != torch.arange(B)).all()
     fg = mask[:, None, None].expand_as(positive)
@@ -235,24 +234,24 @@ def test_fame_builder_pastes_the_moving_foreground_onto_another_clip():
     assert torch.allclose(positive[fg], source[fg], atol=1e-4)
     assert torch.allclose(positive[~fg], source[index][~fg], atol=1e-4)
     # the key is the other clip of the same video, untouched by FAME
-    assert torch.allclose(builder.denormalize(out["anchor"]), shift.float() / 255, atol=1e-4)
-    no_shift = FAMEBuilder(transform=_plain_transform(), key_from_shift=False)
-    same = no_shift(video, shift, generator=_gen(3))
-    assert torch.allclose(builder.denormalize(same["anchor"]), source, atol=1e-4)
+    assert torch.allclose(plain.denormalize(out["anchor"]), shift.float() / 255, atol=1e-4)
+    no_shift = FAMEBuilder(key_from_shift=False)
+    same = no_shift(video, shift, **PLAIN, generator=_gen(3))
+    assert torch.allclose(plain.denormalize(same["anchor"]), source, atol=1e-4)
 
 
 def test_fame_builder_is_deterministic_under_a_seed():
     video, _ = _moving_squares()
-    builder = FAMEBuilder(transform=ClipTransform(crop_size=16))
-    first = builder(video, None, generator=_gen(11), return_details=True)
-    again = builder(video, None, generator=_gen(11), return_details=True)
-    other = builder(video, None, generator=_gen(12), return_details=True)
+    builder, run = FAMEBuilder(), {"transform": ClipTransform(), "size": 16}
+    first = builder(video, None, **run, generator=_gen(11), return_details=True)
+    again = builder(video, None, **run, generator=_gen(11), return_details=True)
+    other = builder(video, None, **run, generator=_gen(12), return_details=True)
     for key in ("anchor", "positive", "fame_mask", "fame_background"):
         assert torch.equal(first[key], again[key]), key
     assert not torch.equal(first["positive"], other["positive"])
-    seeded = FAMEBuilder(transform=ClipTransform(crop_size=16), seed=4)
-    assert torch.equal(seeded(video)["positive"],
-                       FAMEBuilder(transform=ClipTransform(crop_size=16), seed=4)(video)["positive"])
+    seeded = FAMEBuilder(seed=4)
+    assert torch.equal(seeded(video, **run)["positive"],
+                       FAMEBuilder(seed=4)(video, **run)["positive"])
 
 
 @pytest.mark.parametrize("bad", [{"foreground_ratio": 0.0}, {"foreground_ratio": 1.2},
@@ -265,7 +264,7 @@ def test_fame_builder_rejects_bad_arguments(bad: dict):
 
 def test_fame_builder_rejects_a_single_clip_or_frame():
     video, _ = _moving_squares()
-    builder = FAMEBuilder(transform=_plain_transform())
+    builder = FAMEBuilder()
     with pytest.raises(ValueError, match="at least 2"):
         builder(video[:1], None, generator=_gen(0))
     with pytest.raises(ValueError, match="T>=2"):

@@ -104,7 +104,6 @@ def test_reorder_frames_gathers_per_sample():
 def test_registered_frame_kind_is_usable_by_the_triplet_builder():
     """A user kind (every other frame, looped) plugs into negative_kinds by name."""
     from dsm_lightning.disturb import (
-        ClipTransform,
         TripletBuilder,
         frame_kinds,
         register_frame_kind,
@@ -119,14 +118,14 @@ def test_registered_frame_kind_is_usable_by_the_triplet_builder():
         assert "double_speed" in frame_kinds()
         with pytest.raises(ValueError, match="already registered"):
             register_frame_kind("double_speed", double_speed)
-        builder = TripletBuilder(ClipTransform(8), negative_kinds=("double_speed",), seed=0)
+        builder = TripletBuilder(negative_kinds=("double_speed",), seed=0)
         video = torch.arange(8, dtype=torch.uint8).view(1, 1, 8, 1, 1).expand(2, 3, 8, 8, 8) * 30
         out = builder(video.contiguous())
         expected = out["anchor"][:, :, (torch.arange(8) * 2) % 8]
         torch.testing.assert_close(out["negative"], expected)
         register_frame_kind("identity", lambda b, t, **_: torch.arange(t).expand(b, t))
         with pytest.raises(ValueError, match="identity row"):
-            TripletBuilder(ClipTransform(8), negative_kinds=("identity",), seed=0)(video.contiguous())
+            TripletBuilder(negative_kinds=("identity",), seed=0)(video.contiguous(), size=8)
     finally:
         _FRAME_BUILDERS.pop("double_speed", None)
         _FRAME_BUILDERS.pop("identity", None)

@@ -1,5 +1,7 @@
 """TripletBuilder: the DSM triplet, its composition with ClipTransform, presets."""
 
+import inspect
+
 import pytest
 import torch
 from helpers.clip_tensors import bounds as _bounds
@@ -26,8 +28,22 @@ PLAIN = {  # simple augmentations switched off: the anchor is the normalised inp
 }
 
 
-def _clip(size: int = S, **kwargs) -> ClipTransform:
-    return ClipTransform(size, **kwargs)
+def _clip(size: int = S, **kwargs) -> tuple[ClipTransform, int]:
+    """The run's transform and output side, as ``VideoDataModule`` hands them to a builder."""
+    return ClipTransform(**kwargs), size
+
+
+class _with:  # noqa: N801 - reads as a call: _with(_clip(), TripletBuilder(...))
+    """``builder`` called the way ``VideoDataModule`` calls it: with a transform and a size."""
+
+    def __init__(self, clip: tuple[ClipTransform, int], builder: TripletBuilder) -> None:
+        (self.transform, self.size), self.builder = clip, builder
+
+    def __call__(self, *args, **kwargs):
+        return self.builder(*args, transform=self.transform, size=self.size, **kwargs)
+
+    def __getattr__(self, name: str):
+        return getattr(self.builder, name)
 
 
 def _textured(batch: int = B, frames: int = T, size: int = H, seed: int = 0) -> torch.Tensor:
@@ -35,7 +51,7 @@ def _textured(batch: int = B, frames: int = T, size: int = H, seed: int = 0) -> 
 
 
 def test_shapes_dtypes_and_value_ranges():
-    builder = TripletBuilder(_clip(), negative_kinds=("shift", "shuffle"), seed=0)
+    builder = _with(_clip(), TripletBuilder(negative_kinds=("shift", "shuffle"), seed=0))
     video, shifted = _textured(), _textured(seed=1)
     out = builder(video, shifted, return_field=True)
     assert set(out) == {"anchor", "positive", "negative", "field"}
@@ -46,19 +62,19 @@ def test_shapes_dtypes_and_value_ranges():
         assert (x >= low - 1e-5).all() and (x <= high + 1e-5).all(), key
         assert torch.isfinite(x).all()
     assert out["field"].shape == (B, S, S, 2)
-    assert builder.mean == KINETICS_MEAN and builder.std == KINETICS_STD
+    assert builder.transform.mean == KINETICS_MEAN and builder.transform.std == KINETICS_STD
 
 
 def test_same_seed_same_triplet_and_generator_argument():
     video, shifted = _textured(), _textured(seed=1)
     kw = {"negative_kinds": ("shift", "swap", "static")}
-    a = TripletBuilder(_clip(), seed=3, **kw)(video, shifted)
-    b = TripletBuilder(_clip(), seed=3, **kw)(video, shifted)
-    c = TripletBuilder(_clip(), seed=4, **kw)(video, shifted)
+    a = _with(_clip(), TripletBuilder(seed=3, **kw))(video, shifted)
+    b = _with(_clip(), TripletBuilder(seed=3, **kw))(video, shifted)
+    c = _with(_clip(), TripletBuilder(seed=4, **kw))(video, shifted)
     for key in a:
         assert torch.equal(a[key], b[key]), key
     assert not torch.allclose(a["positive"], c["positive"])
-    builder = TripletBuilder(_clip(), **kw)
+    builder = _with(_clip(), TripletBuilder(**kw))
     d = builder(video, shifted, generator=_gen(9))
     e = builder(video, shifted, generator=_gen(9))
     for key in d:
@@ -67,7 +83,7 @@ def test_same_seed_same_triplet_and_generator_argument():
 
 def test_each_clip_gets_its_own_draw():
     video = _textured(batch=1).expand(B, -1, -1, -1, -1)  # the same clip B times
-    out = TripletBuilder(_clip(), negative_kinds=(), seed=0)(video)
+    out = _with(_clip(), TripletBuilder(negative_kinds=(), seed=0))(video)
     anchors = out["anchor"].flatten(1)
     distances = torch.cdist(anchors, anchors)[~torch.eye(B, dtype=torch.bool)]
     assert (distances > 1.0).all()
@@ -75,7 +91,7 @@ def test_each_clip_gets_its_own_draw():
 
 def test_identity_simple_augmentation_gives_the_normalised_input():
     video = _textured(size=S)
-    out = TripletBuilder(_clip(**PLAIN), spatial_prob=0.0, negative_kinds=())(video)
+    out = _with(_clip(**PLAIN), TripletBuilder(spatial_prob=0.0, negative_kinds=()))(video)
     torch.testing.assert_close(out["anchor"], normalize(video), atol=1e-4, rtol=0)
     torch.testing.assert_close(out["positive"], normalize(video), atol=1e-4, rtol=0)
 
@@ -83,7 +99,7 @@ def test_identity_simple_augmentation_gives_the_normalised_input():
 @pytest.mark.parametrize("kind", ["tps", "points"])
 def test_positive_differs_from_anchor_for_every_sample(kind):
     video = _textured(size=S, seed=2)
-    builder = TripletBuilder(_clip(**PLAIN), spatial_kinds=(kind,), negative_kinds=(), seed=5)
+    builder = _with(_clip(**PLAIN), TripletBuilder(spatial_kinds=(kind,), negative_kinds=(), seed=5))
     out = builder(video, return_field=True)
     difference = (out["positive"] - out["anchor"]).abs().mean(dim=(1, 2, 3, 4))
     floor = {"tps": 0.02, "points": 0.01}[kind]  # point warps are local: a smaller floor
@@ -94,7 +110,7 @@ def test_positive_differs_from_anchor_for_every_sample(kind):
 
 def test_static_clip_gives_static_anchor_and_positive():
     video = _textured(frames=1).expand(B, 3, T, H, H)
-    out = TripletBuilder(_clip(), negative_kinds=(), seed=0)(video)
+    out = _with(_clip(), TripletBuilder(negative_kinds=(), seed=0))(video)
     for key in ("anchor", "positive"):
         assert (out[key] - out[key][:, :, :1]).abs().max() == 0, key
 
@@ -109,7 +125,7 @@ def _match_frames(negative: torch.Tensor, anchor: torch.Tensor) -> torch.Tensor:
 
 @pytest.mark.parametrize("kind", ["swap", "insert", "shuffle", "reverse", "static"])
 def test_frame_negatives_are_anchor_frames_out_of_order(kind):
-    builder = TripletBuilder(_clip(), negative_kinds=(kind,), seed=1)
+    builder = _with(_clip(), TripletBuilder(negative_kinds=(kind,), seed=1))
     out = builder(_textured(seed=3))
     index = _match_frames(out["negative"], out["anchor"])
     assert (index >= 0).all()  # scene untouched: only the anchor's (augmented) frames
@@ -121,7 +137,7 @@ def test_frame_negatives_are_anchor_frames_out_of_order(kind):
 
 def test_shift_negative_shares_the_anchor_augmentation():
     video = _textured(seed=4)
-    builder = TripletBuilder(_clip(), negative_kinds=("shift",), seed=2)
+    builder = _with(_clip(), TripletBuilder(negative_kinds=("shift",), seed=2))
     same = builder(video, video)
     torch.testing.assert_close(same["negative"], same["anchor"], atol=0, rtol=0)
     shifted = torch.roll(video, shifts=-1, dims=2)  # the "next" clip starts one frame later
@@ -136,17 +152,17 @@ def test_shift_negative_with_independent_augmentation():
     own, so even identical frames differ from the anchor; with identity augmentation it is
     exactly the normalised shifted clip."""
     video = _textured(seed=4)
-    builder = TripletBuilder(_clip(), negative_kinds=("shift",), shift_augment="independent")
+    builder = _with(_clip(), TripletBuilder(negative_kinds=("shift",), shift_augment="independent"))
     out = builder(video, video, generator=_gen(2))
     per_clip = (out["negative"] - out["anchor"]).abs().flatten(1).mean(1)
     assert (per_clip > 0.05).all()  # the same frames, another augmentation
-    shared = TripletBuilder(_clip(), negative_kinds=("shift",))(video, video, generator=_gen(2))
+    shared = _with(_clip(), TripletBuilder(negative_kinds=("shift",)))(video, video, generator=_gen(2))
     torch.testing.assert_close(shared["negative"], shared["anchor"], atol=0, rtol=0)
     # the anchor and the positive keep their draws: the shift's draw comes after them
     torch.testing.assert_close(out["anchor"], shared["anchor"], atol=0, rtol=0)
     torch.testing.assert_close(out["positive"], shared["positive"], atol=0, rtol=0)
-    plain = TripletBuilder(_clip(**PLAIN), negative_kinds=("shift",), spatial_prob=0.0,
-                           shift_augment="independent")
+    plain = _with(_clip(**PLAIN), TripletBuilder(negative_kinds=("shift",), spatial_prob=0.0,
+                           shift_augment="independent"))
     video, shifted = _textured(size=S), _textured(size=S, seed=6)
     torch.testing.assert_close(plain(video, shifted)["negative"], normalize(shifted),
                                atol=1e-4, rtol=0)
@@ -173,7 +189,7 @@ def test_other_video_negative_comes_from_another_video_of_the_batch(with_shift):
     video = _labelled()
     shifted = (_labelled().float() * 0 + 200 - 20 * torch.arange(B).view(B, 1, 1, 1, 1)).to(
         torch.uint8) if with_shift else None
-    builder = TripletBuilder(_clip(**PLAIN), spatial_prob=0.0, negative_kinds=("other_video",))
+    builder = _with(_clip(**PLAIN), TripletBuilder(spatial_prob=0.0, negative_kinds=("other_video",)))
     out = builder(video, shifted)
     source = torch.arange(B).roll(1)
     assert (source != torch.arange(B)).all()
@@ -190,27 +206,28 @@ def test_other_video_negative_comes_from_another_video_of_the_batch(with_shift):
 def test_other_video_mixes_with_other_kinds_and_stacks_in_mode_all():
     video = _labelled(8)
     kinds = ("other_video", "static")
-    mixed = TripletBuilder(_clip(**PLAIN), spatial_prob=0.0, negative_kinds=kinds, seed=0)
+    mixed = _with(_clip(**PLAIN), TripletBuilder(spatial_prob=0.0, negative_kinds=kinds, seed=0))
     neg = mixed(_labelled(8) * 0 + video)["negative"]
     from_other = _video_of(neg) != torch.arange(8)
     assert from_other.any() and (~from_other).any()  # some of each kind in a batch of 8
-    stacked = TripletBuilder(_clip(**PLAIN), spatial_prob=0.0, negative_kinds=kinds,
-                             negative_mode="all")(video)["negative"]
+    stacked = _with(_clip(**PLAIN), TripletBuilder(spatial_prob=0.0, negative_kinds=kinds,
+                             negative_mode="all"))(video)["negative"]
     assert stacked.shape == (8, 2, 3, T, S, S)
     assert torch.equal(_video_of(stacked[:, 0]), torch.arange(8).roll(1))
     assert torch.equal(_video_of(stacked[:, 1]), torch.arange(8))
 
 
 def test_paper_preset_is_the_public_codes_disturbance():
-    builder = TripletBuilder.paper(transform=_clip(), seed=0)
-    settings = TripletBuilder.paper_settings()
+    builder = _with(_clip(), TripletBuilder.paper(seed=0))
+    settings, held = TripletBuilder.paper_settings(), builder.settings()
     for name, value in settings.items():
-        assert getattr(builder, name) == (value if not isinstance(value, list) else tuple(value))
-    assert builder.spatial_kinds == ("points",) and builder.negative_kinds == ("shift",)
-    assert (builder.point_direction, builder.point_strength, builder.point_integer) == (
-        "down_right", 0.5, True)
+        assert held[name] == (value if not isinstance(value, list) else tuple(value)), name
+    assert builder.spatial.kinds == ("points",) and builder.negative_kinds == ("shift",)
+    points = builder.spatial.points
+    assert (points.direction, points.strength, points.integer) == ("down_right", 0.5, True)
     assert (builder.field_scope, builder.shift_augment) == ("batch", "independent")
-    assert builder.point_shift == (5.0, 9.5)  # 10-19 px of a 224 crop, at 112
+    assert builder.spatial.shared and builder.temporal.kinds == ("shift",)
+    assert points.shift == (5.0, 9.5)  # 10-19 px of a 224 crop, at 112
     video, shifted = _textured(), _textured(seed=1)
     out = builder(video, shifted, return_field=True)
     assert (out["field"] == out["field"][:1]).all() and out["field"].abs().max() > 0
@@ -224,7 +241,7 @@ def test_negative_mode_all_stacks_one_negative_per_kind():
     video = _textured(seed=5)
     shifted = torch.roll(video, shifts=-1, dims=2)
     kinds = ("shift", "reverse", "static", "shuffle")
-    builder = TripletBuilder(_clip(), negative_kinds=kinds, negative_mode="all", seed=4)
+    builder = _with(_clip(), TripletBuilder(negative_kinds=kinds, negative_mode="all", seed=4))
     out = builder(video, shifted)
     assert out["negative"].shape == (B, len(kinds), 3, T, S, S)
     neg = out["negative"]
@@ -239,24 +256,23 @@ def test_negative_mode_all_stacks_one_negative_per_kind():
 
 def test_shift_falls_back_to_frame_kinds_or_raises():
     video = _textured()
-    out = TripletBuilder(_clip(), negative_kinds=("shift", "reverse"), seed=0)(video)
+    out = _with(_clip(), TripletBuilder(negative_kinds=("shift", "reverse"), seed=0))(video)
     torch.testing.assert_close(out["negative"], out["anchor"].flip(2))
     with pytest.raises(ValueError, match="video_shift"):
-        TripletBuilder(_clip())(video)
+        _with(_clip(), TripletBuilder())(video)
 
 
 def test_mixed_negative_kinds_follow_probabilities():
     video = _textured(batch=64, frames=4, size=16)
-    builder = TripletBuilder(
-        _clip(16), negative_kinds=("shift", "static"), negative_probs=(0.5, 0.5), seed=0
-    )
+    builder = _with(_clip(16), TripletBuilder(negative_kinds=("shift", "static"), negative_probs=(0.5, 0.5), seed=0
+    ))
     out = builder(video, torch.roll(video, -1, dims=2))
     is_static = (out["negative"] - out["negative"][:, :, :1]).flatten(1).abs().amax(1) == 0
     assert 0.25 < is_static.float().mean() < 0.75
 
 
 def test_moco_preset():
-    builder = TripletBuilder.moco(transform=_clip(), seed=0)
+    builder = _with(_clip(), TripletBuilder.moco(seed=0))
     out = builder(_textured(), return_field=True)
     assert set(out) == {"anchor", "positive", "field"}
     assert out["field"].abs().max() == 0
@@ -267,7 +283,7 @@ def test_moco_preset():
 
 def test_float_input_matches_uint8():
     video = _textured()
-    builder = TripletBuilder(_clip(), negative_kinds=("reverse",))
+    builder = _with(_clip(), TripletBuilder(negative_kinds=("reverse",)))
     a = builder(video, generator=_gen(1))
     b = builder(video.float() / 255, generator=_gen(1))
     for key in a:
@@ -277,8 +293,8 @@ def test_float_input_matches_uint8():
 def test_bfloat16_output_close_to_float32():
     video, shifted = _textured(), _textured(seed=1)
     kw = {"negative_kinds": ("shift", "swap")}
-    ref = TripletBuilder(_clip(), **kw)(video, shifted, generator=_gen(1))
-    half = TripletBuilder(_clip(dtype="bfloat16"), **kw)(video, shifted, generator=_gen(1))
+    ref = _with(_clip(), TripletBuilder(**kw))(video, shifted, generator=_gen(1))
+    half = _with(_clip(dtype="bfloat16"), TripletBuilder(**kw))(video, shifted, generator=_gen(1))
     for key in ref:
         assert half[key].dtype == torch.bfloat16
         torch.testing.assert_close(half[key].float(), ref[key], atol=0.03, rtol=0.01)
@@ -313,7 +329,7 @@ def test_invalid_arguments_raise_naming_them(name, value):
 
 
 def test_bad_video_shapes_raise():
-    builder = TripletBuilder(_clip(), negative_kinds=("shift",))
+    builder = _with(_clip(), TripletBuilder(negative_kinds=("shift",)))
     with pytest.raises(ValueError, match="video"):
         builder(torch.zeros(2, 1, T, H, H, dtype=torch.uint8))
     with pytest.raises(ValueError, match="video_shift"):
@@ -323,61 +339,51 @@ def test_bad_video_shapes_raise():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_matches_cpu_with_a_cpu_generator():
     video, shifted = _textured(), _textured(seed=1)
-    builder = TripletBuilder(_clip(), negative_kinds=("shift", "shuffle"))
+    builder = _with(_clip(), TripletBuilder(negative_kinds=("shift", "shuffle")))
     cpu = builder(video, shifted, generator=_gen(1))
     gpu = builder(video.cuda(), shifted.cuda(), generator=_gen(1))
     for key in cpu:
         assert gpu[key].device.type == "cuda"
         torch.testing.assert_close(gpu[key].cpu(), cpu[key], atol=1e-3, rtol=0)
     cuda_gen = torch.Generator(device="cuda").manual_seed(0)
-    out = TripletBuilder(_clip(dtype="bfloat16"))(video.cuda(), shifted.cuda(), cuda_gen)
+    out = _with(_clip(dtype="bfloat16"), TripletBuilder())(video.cuda(), shifted.cuda(), cuda_gen)
     assert out["positive"].dtype == torch.bfloat16
 
 
 # ----------------------------------------------------------------------------- composition
-def test_builder_normalises_with_its_transform():
+def test_builder_normalises_with_the_transform_it_is_given():
     video = _textured(size=S)
-    plain = _clip(**PLAIN, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
-    builder = TripletBuilder(plain, spatial_prob=0.0, negative_kinds=("reverse",))
-    assert (builder.crop_size, builder.mean, builder.std) == (S, plain.mean, plain.std)
-    out = builder(video)
+    plain = ClipTransform(**PLAIN, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    builder = TripletBuilder(spatial_prob=0.0, negative_kinds=("reverse",))
+    out = builder(video, transform=plain, size=S)
     expected = (video.float() / 255 - 0.5) / 0.25
     for key in ("anchor", "positive"):
         torch.testing.assert_close(out[key], expected, atol=1e-4, rtol=0)
-    torch.testing.assert_close(builder.denormalize(out["anchor"]), video.float() / 255,
+    torch.testing.assert_close(plain.denormalize(out["anchor"]), video.float() / 255,
                                atol=1e-4, rtol=0)
 
 
 def test_anchor_is_the_transforms_training_draw():
     """The builder's anchor is exactly ``transform.train`` with the same generator (first draw)."""
     video = _textured()
-    transform = _clip()
-    builder = TripletBuilder(transform, negative_kinds=("reverse",))
-    out = builder(video, generator=_gen(7))
-    torch.testing.assert_close(out["anchor"], transform.train(video, generator=_gen(7)),
+    transform = ClipTransform()
+    out = TripletBuilder(negative_kinds=("reverse",))(video, transform=transform, size=S,
+                                                      generator=_gen(7))
+    torch.testing.assert_close(out["anchor"], transform.train(video, S, generator=_gen(7)),
                                atol=0, rtol=0)
-    torch.testing.assert_close(builder.train_transform(video, generator=_gen(7)),
-                               out["anchor"], atol=0, rtol=0)
-    torch.testing.assert_close(builder.eval_transform(video, n_crops=3),
-                               transform.eval(video, n_crops=3), atol=0, rtol=0)
 
 
-def test_default_transform_and_sharing():
-    builder = TripletBuilder()
-    assert isinstance(builder.transform, ClipTransform) and builder.crop_size == 112
-    assert not builder.transform_given
-    shared = _clip(24)
-    builder.share_transform(shared)  # the owner's transform replaces the default
-    assert builder.transform is shared and builder.crop_size == 24
-    own = TripletBuilder(_clip())
-    own.share_transform(own.transform)  # the same object: nothing to do
-    with pytest.raises(ValueError, match="give it once"):
-        own.share_transform(shared)
+def test_builders_hold_no_transform_and_default_to_the_library_transform():
+    builder = TripletBuilder(negative_kinds=("reverse",))
+    assert not any(isinstance(v, ClipTransform) for v in vars(builder).values())
+    assert "transform" not in inspect.signature(TripletBuilder).parameters
+    video = _textured()  # 40 px frames: no size = the frames' side, no transform = the default
+    default = builder(video, generator=_gen(3))
+    given = builder(video, transform=ClipTransform(), size=H, generator=_gen(3))
+    for key in default:
+        assert default[key].shape[-1] == H and torch.equal(default[key], given[key]), key
 
 
-def test_module_mode_calls_reach_the_transform():
-    builder = TripletBuilder(_clip())
-    assert builder.eval() is builder and not builder.transform.training
-    assert builder.train() is builder and builder.transform.training
+def test_view_builder_base_needs_forward():
     with pytest.raises(NotImplementedError):
         ViewBuilder()(torch.zeros(1, 3, 2, 8, 8, dtype=torch.uint8))

@@ -20,7 +20,7 @@ from dsm_lightning.disturb import (
 def _triplet(frames: int = 6) -> dict[str, torch.Tensor]:
     video = torch.randint(0, 256, (2, 3, frames, 24, 24), dtype=torch.uint8,
                           generator=torch.Generator().manual_seed(0))
-    return TripletBuilder(ClipTransform(16), negative_kinds=("reverse",), seed=0)(video)
+    return TripletBuilder(negative_kinds=("reverse",), seed=0)(video, transform=ClipTransform(), size=16)
 
 
 def test_grid_layout_and_denormalised_pixels():

@@ -374,13 +374,14 @@ def test_weighted_knn_vote_hand_computed():
 class _ClipData(TripletDataModule):
     """Adds the datamodule API the kNN monitor uses: labelled uint8 clips + eval transform."""
 
-    class _Augment(torch.nn.Module):
-        def eval_transform(self, video):
+    class _Transform:
+        def eval(self, video, size=None):
             return (video.float() / 255 - 0.5) / 0.25
 
     def __init__(self, has_val: bool = True, **kwargs):
         super().__init__(**kwargs)
-        self.augment, self.has_val = self._Augment(), has_val
+        self.transform, self.has_val = self._Transform(), has_val
+        self.hparams.crop_size = None
         self.calls: list[str] = []
 
     def clip_dataloader(self, split, n_clips=1, shuffle=False, batch_size=None):
@@ -401,8 +402,7 @@ def test_knn_monitor_logs_top1_equal_to_direct_computation(tmp_path):
     trainer = _trainer(tmp_path, max_epochs=1, callbacks=[KNNMonitor(k=3)])
     trainer.fit(model, data)
     assert data.calls == ["train", "val"]
-    clips = data.augment.eval_transform(next(iter(data.clip_dataloader("val", batch_size=16)))
-                                        ["video"])
+    clips = data.transform.eval(next(iter(data.clip_dataloader("val", batch_size=16)))["video"])
     features, labels = model.extract_features(clips), data.tensors["label"]
     expected = (weighted_knn_predict(features, features, labels, 4, k=3) == labels).float().mean()
     assert trainer.callback_metrics["val/knn_top1"].item() == pytest.approx(expected.item())
@@ -436,10 +436,23 @@ def test_on_the_real_synthetic_video_datamodule(tmp_path):
                                                            EncoderExport(str(tmp_path / "encoder.pt"))])
     trainer.fit(model, data)
     assert len(record.hn_acc) == len(record.loss) > 0
-    assert 0.0 <= trainer.callback_metrics["val/knn_top1"].item() <= 1.0
+    # the logged value is the weighted kNN of the val clips against the train clips, recomputed
+    # here from the final encoder with the data module's evaluation transform
+    from dsm_lightning.callbacks.knn import weighted_knn_predict
+
+    def embed(split):
+        batch = next(iter(data.clip_dataloader(split, batch_size=64)))
+        clips = data.transform.eval(batch["video"], data.hparams.crop_size)
+        return model.extract_features(clips), batch["label"]
+
+    memory, memory_labels = embed("train")
+    query, query_labels = embed("val")
+    expected = (weighted_knn_predict(query, memory, memory_labels, 4, k=5, temperature=0.07)
+                == query_labels).float().mean()
+    assert trainer.callback_metrics["val/knn_top1"].item() == pytest.approx(expected.item())
     assert int(model.queue.filled) == min(64, 8 * len(record.loss))
     _, meta = load_encoder(tmp_path / "encoder.pt")
-    assert meta["normalization"]["mean"] == pytest.approx(list(data.augment.mean))
+    assert meta["normalization"]["mean"] == pytest.approx(list(data.transform.mean))
     assert meta["num_frames"] == 8 and meta["crop_size"] == 32
 
 
@@ -454,7 +467,18 @@ def test_several_hard_negatives_per_sample():
     torch.testing.assert_close(outputs["negative"][:, 1],
                                model.encode_query(batch["anchor"].flip(2)), atol=1e-5, rtol=0)
     loss, stats = model.compute_loss(views, outputs)
-    assert torch.isfinite(loss) and 0 <= stats["hard_negative_accuracy"] <= 1
+    # slow reference: per sample -log softmax of [q.k+ | q.queue | q.n1 | q.n2] / tau at 0
+    q, k, n = outputs["query"], outputs["key"], outputs["negative"]
+    queue, mask = model.queue_negatives(views)
+    tau, expected, beaten = model.hparams.temperature, [], 0
+    for i in range(3):
+        logits = [q[i] @ k[i]] + [q[i] @ queue[j] for j in range(queue.shape[0])
+                                  if mask is None or not mask[i, j]]
+        logits += [q[i] @ n[i, m] for m in range(2)]
+        expected.append(-torch.log_softmax(torch.stack(logits) / tau, 0)[0])
+        beaten += sum(int(q[i] @ k[i] > q[i] @ n[i, m]) for m in range(2))
+    torch.testing.assert_close(loss, torch.stack(expected).mean(), atol=1e-5, rtol=1e-5)
+    assert stats["hard_negative_accuracy"].item() == pytest.approx(beaten / 6)
 
 
 def test_intra_variant_embeds_anchor_and_negatives_in_one_pass_of_the_query_encoder():

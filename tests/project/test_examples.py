@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from dsm_lightning import DSMLightningModule, TripletBuilder
-from dsm_lightning.disturb import ClipTransform, temporal
+from dsm_lightning.disturb import temporal
 from dsm_lightning.disturb.temporal import frame_kinds, negative_kinds
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -175,15 +175,15 @@ def test_custom_disturbance_registers_speed_with_speeds_below_the_clip_length(sp
 
 def test_custom_disturbance_speed_is_sampled_by_triplet_builder(speed_script):
     video, shift = _uint8_batch(batch=64), _uint8_batch(batch=64, seed=1)
-    out = TripletBuilder(ClipTransform(12), negative_kinds=("speed",), seed=3)(video, shift)
+    out = TripletBuilder(negative_kinds=("speed",), seed=3)(video, shift, size=12)
     _assert_replayed_faster(_speed_sources(out["negative"], out["anchor"]), video.shape[2])
     # mixed with other kinds, negative_probs weighs it like a built-in kind
     kinds = ("shift", "reverse", "speed")
-    out = TripletBuilder(ClipTransform(12), negative_kinds=kinds, negative_probs=(0, 1, 0),
-                         seed=3)(video, shift)
+    out = TripletBuilder(negative_kinds=kinds, negative_probs=(0, 1, 0), seed=3)(
+        video, shift, size=12)
     assert torch.equal(out["negative"], out["anchor"].flip(2))
-    out = TripletBuilder(ClipTransform(12), negative_kinds=kinds, negative_probs=(0, 1, 1),
-                         seed=3)(video, shift)
+    out = TripletBuilder(negative_kinds=kinds, negative_probs=(0, 1, 1), seed=3)(
+        video, shift, size=12)
     anchor, negative = out["anchor"], out["negative"]
     is_reverse = (negative == anchor.flip(2)).flatten(1).all(dim=1)
     assert 0 < int(is_reverse.sum()) < 64  # one kind per clip, both drawn
@@ -192,8 +192,8 @@ def test_custom_disturbance_speed_is_sampled_by_triplet_builder(speed_script):
 
 def test_custom_disturbance_speed_is_stacked_in_all_mode(speed_script):
     video, shift = _uint8_batch(), _uint8_batch(seed=1)
-    out = TripletBuilder(ClipTransform(12), negative_kinds=("shift", "reverse", "speed"),
-                         negative_mode="all", seed=3)(video, shift)
+    out = TripletBuilder(negative_kinds=("shift", "reverse", "speed"), negative_mode="all",
+                         seed=3)(video, shift, size=12)
     anchor, negative = out["anchor"], out["negative"]
     assert negative.shape == (video.shape[0], 3, *anchor.shape[1:])  # shift, reverse, speed
     assert torch.equal(negative[:, 1], anchor.flip(2))

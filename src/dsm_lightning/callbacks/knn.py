@@ -63,7 +63,7 @@ class KNNMonitor(pl.Callback):
     and ``val_split`` clips come from ``trainer.datamodule.clip_dataloader(split)``; each
     rank embeds every ``world_size``-th batch and the features are gathered, so every rank
     computes the same accuracy. uint8 clips are turned into normalised float clips with
-    ``trainer.datamodule.augment.eval_transform`` (the datamodule's
+    ``trainer.datamodule.transform.eval`` (the datamodule's
     ``on_after_batch_transfer`` would build triplets, since the trainer is training).
     Features come from ``pl_module.extract_features`` (eval mode) when it exists.
 
@@ -130,7 +130,6 @@ class KNNMonitor(pl.Callback):
         max_batches: int | None,
     ) -> tuple[Tensor, Tensor]:
         extract = getattr(pl_module, "extract_features", None)
-        augment = getattr(datamodule, "augment", None)
         features, labels = [], []
         for i, batch in enumerate(loader):
             if max_batches is not None and i >= max_batches:
@@ -139,7 +138,7 @@ class KNNMonitor(pl.Callback):
                 continue
             video = batch["video"].to(pl_module.device)
             if not video.is_floating_point():
-                video = augment.to(pl_module.device).eval_transform(video)
+                video = datamodule.transform.eval(video, datamodule.hparams.crop_size)
             features.append(extract(video) if extract is not None else pl_module(video))
             labels.append(batch["label"].to(pl_module.device))
         dim = getattr(getattr(pl_module, "encoder", None), "feature_dim", 1)

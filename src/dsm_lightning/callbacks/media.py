@@ -19,8 +19,8 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
-from dsm_lightning.disturb.simple import KINETICS_MEAN, KINETICS_STD, denormalize
 from dsm_lightning.evaluation.plots import log_png
+from dsm_lightning.normalization import KINETICS_MEAN, KINETICS_STD, denormalize
 
 __all__ = ["TripletMediaLogger", "triplet_rows", "labelled_grid", "save_labelled_png",
            "save_labelled_gif"]
@@ -265,9 +265,11 @@ class TripletMediaLogger(pl.Callback):
         Returns:
             The files written.
         """
-        augment = getattr(getattr(trainer, "datamodule", None), "augment", None)
-        mean = tuple(getattr(augment, "mean", KINETICS_MEAN))
-        std = tuple(getattr(augment, "std", KINETICS_STD))
+        datamodule = getattr(trainer, "datamodule", None)
+        augment = getattr(datamodule, "augment", None)
+        transform = getattr(datamodule, "transform", None)
+        mean = tuple(getattr(transform, "mean", KINETICS_MEAN))
+        std = tuple(getattr(transform, "std", KINETICS_STD))
         rows = triplet_rows(triplet, tuple(getattr(augment, "negative_kinds", ()) or ()))
         out = self.media_dir(trainer)
         epoch, step = trainer.current_epoch, trainer.global_step

@@ -139,11 +139,10 @@ class VideoDataModule(pl.LightningDataModule):
         on_error: Bad input: ``"skip"`` (warn, count; training replaces the video, evaluation
             leaves it out) or ``"raise"``.
         decoder: Decoding backend of the workers, ``"pyav"`` or ``"torchcodec"``.
-        transform: Simple augmentation, evaluation crops and normalisation; None builds
-            ``ClipTransform()`` (or takes the one given to ``augment``). Its ``crop_size``
-            is this module's.
+        transform: Simple augmentation, evaluation crops and normalisation, shared by every
+            stage; None builds ``ClipTransform()``. Its output side is ``crop_size``.
         augment: Pretraining view builder (``ViewBuilder``); None builds a ``TripletBuilder``
-            (DSM's default disturbances). It normalises with ``transform``.
+            (DSM's default disturbances). It is called with ``transform`` and ``crop_size``.
 
     Raises:
         ValueError: An argument is invalid (message names it).
@@ -221,14 +220,10 @@ class VideoDataModule(pl.LightningDataModule):
         self.hparams["source"] = (
             source if isinstance(source, str) else (source.name or type(source).__name__)
         )
-        if transform is None and augment is not None and augment.transform_given:
-            transform = augment.transform
-        self.transform = transform if transform is not None else ClipTransform()
-        self.transform.adopt_crop_size(crop_size)
         if crop_size > frame_size:
             raise ValueError(f"crop_size={crop_size} exceeds frame_size={frame_size}")
+        self.transform = transform if transform is not None else ClipTransform()
         self.augment = augment if augment is not None else TripletBuilder()
-        self.augment.share_transform(self.transform)
         self._source: SourceSplits | None = None
         self._datasets: dict[tuple, VideoDataset] = {}
         self._loaders: weakref.WeakSet[VideoLoader] = weakref.WeakSet()
@@ -607,16 +602,17 @@ class VideoDataModule(pl.LightningDataModule):
         training = bool(trainer is not None and trainer.training)
         video = batch["video"]
         batch = dict(batch)
+        size = self.hparams.crop_size
         if training and self.hparams.task == "pretrain":
             batch.pop("video")
-            builder = self.augment.to(video.device)
-            batch.update(builder(video, batch.pop("video_shift", None),
-                                 generator=self._device_generator()))
+            batch.update(self.augment(video, batch.pop("video_shift", None),
+                                      transform=self.transform, size=size,
+                                      generator=self._device_generator()))
         elif training:
-            batch["video"] = self.transform.train(video, generator=self._device_generator())
+            batch["video"] = self.transform.train(video, size, generator=self._device_generator())
         else:
             n_crops = self.hparams.n_crops if video.ndim == 6 else 1
-            batch["video"] = self.transform.eval(video, n_crops=n_crops)
+            batch["video"] = self.transform.eval(video, size, n_crops=n_crops)
         return batch
 
 

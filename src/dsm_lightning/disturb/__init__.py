@@ -1,6 +1,9 @@
 """Device-side disturbances and the DSM triplet builder (plain tensor code, no Lightning).
 
-- ``simple``: batched simple augmentations (crop, flip, rotation, colour) and normalisation.
+- ``rng``: random draws (uniforms, weighted choices) from explicit generators.
+- ``geometry`` / ``colour``: the per-clip affine and colour maps of the simple augmentation;
+  ``simple``: applying them (one interpolation, one matrix product); ``crops``: evaluation
+  crops. Normalisation lives in ``dsm_lightning.normalization``.
 - ``spatial``: Spatial Local Disturbance fields (thin-plate spline, point warps) and ``warp``.
 - ``temporal``: Temporal Local Disturbance frame re-orderings.
 - ``transform``: ``ClipTransform``, the clip transform of training and evaluation (simple
@@ -12,30 +15,33 @@
 """
 
 from dsm_lightning.disturb.background_erasing import BackgroundErasingBuilder, background_erasing
-from dsm_lightning.disturb.fame import FAMEBuilder, foreground_mask, merge_foreground
-from dsm_lightning.disturb.simple import (
-    JITTER_MODES,
-    KINETICS_MEAN,
-    KINETICS_STD,
-    SimpleAugParams,
-    augment_clips,
-    denormalize,
-    normalize,
-    sample_simple_params,
-    spatial_crops,
+from dsm_lightning.disturb.colour import JITTER_MODES
+from dsm_lightning.disturb.crops import spatial_crops
+from dsm_lightning.disturb.fame import (
+    FAMEBuilder,
+    ForegroundMask,
+    foreground_mask,
+    merge_foreground,
 )
+from dsm_lightning.disturb.simple import SimpleAugParams, augment_clips
 from dsm_lightning.disturb.spatial import (
     POINT_DIRECTIONS,
     SPATIAL_KINDS,
+    PointWarp,
+    SpatialDisturbance,
+    TPSWarp,
+    register_spatial_kind,
     sample_disturbance_field,
     sample_point_field,
     sample_tps_field,
+    spatial_kinds,
     warp,
 )
 from dsm_lightning.disturb.temporal import (
     CLIP_KINDS,
     FRAME_KINDS,
     NEGATIVE_KINDS,
+    TemporalDisturbance,
     frame_kinds,
     insert_indices,
     register_frame_kind,
@@ -55,10 +61,18 @@ from dsm_lightning.disturb.visualize import (
     save_triplet_png,
     triplet_grid,
 )
+from dsm_lightning.normalization import KINETICS_MEAN, KINETICS_STD, denormalize, normalize
 
 __all__ = [
     "BackgroundErasingBuilder",
     "FAMEBuilder",
+    "ForegroundMask",
+    "PointWarp",
+    "SpatialDisturbance",
+    "TPSWarp",
+    "TemporalDisturbance",
+    "register_spatial_kind",
+    "spatial_kinds",
     "background_erasing",
     "foreground_mask",
     "merge_foreground",
@@ -86,7 +100,6 @@ __all__ = [
     "sample_disturbance_field",
     "sample_frame_indices",
     "sample_point_field",
-    "sample_simple_params",
     "sample_tps_field",
     "save_triplet_gif",
     "save_triplet_png",

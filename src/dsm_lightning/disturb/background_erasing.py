@@ -27,9 +27,9 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from dsm_lightning._checks import check_choice
-from dsm_lightning.disturb.simple import rand_uniform
-from dsm_lightning.disturb.transform import ClipTransform, check_pair
+from dsm_lightning._checks import check_choice, check_int, check_pair
+from dsm_lightning.disturb.rng import rand_uniform
+from dsm_lightning.disturb.transform import ClipTransform
 from dsm_lightning.disturb.triplet import TripletBuilder
 from dsm_lightning.disturb.views import ViewBuilder
 
@@ -85,9 +85,9 @@ def sample_background_erasing(
     Raises:
         ValueError: a bad ``batch``, ``num_frames``, ``mix_range`` or ``mix_per``.
     """
-    if batch < 1 or num_frames < 1:
-        raise ValueError(f"batch and num_frames must be >= 1, got {batch}, {num_frames}")
-    low, high = check_pair(mix_range, "mix_range", 0.0, 1.0)
+    check_int("batch", batch)
+    check_int("num_frames", num_frames)
+    low, high = check_pair("mix_range", mix_range, 0.0, 1.0)
     check_choice("mix_per", mix_per, BE_MIX_PER)
     u = rand_uniform((2, batch), generator=generator, device=device)
     draw = u[0] if mix_per == "clip" else u[0, :1].expand(batch)
@@ -143,8 +143,6 @@ class BackgroundErasingBuilder(ViewBuilder):
 
     Args:
         base: the view builder whose views are erased; None = ``TripletBuilder.moco()``.
-        transform: simple augmentation and normalisation, handed to a default ``base``
-            (give it either here or to ``base``, not both).
         mix_range: ``(low, high)`` of the uniform mixing weight ``lam`` (public code
             ``SpatialMixup(0.3)``: U(0, 0.3)).
         mix_per: ``"batch"`` (public code: one ``lam`` per batch) or ``"clip"``.
@@ -159,23 +157,17 @@ class BackgroundErasingBuilder(ViewBuilder):
     def __init__(
         self,
         base: ViewBuilder | None = None,
-        transform: ClipTransform | None = None,
         mix_range: tuple[float, float] = (0.0, 0.3),
         mix_per: str = "batch",
         views: tuple[str, ...] = ("positive",),
         seed: int | None = None,
     ) -> None:
-        if base is None:
-            base = TripletBuilder.moco(transform=transform)
-        elif transform is not None:
-            raise ValueError("give the ClipTransform to the base builder or to "
-                             "BackgroundErasingBuilder(transform=...) with base=None, not both")
+        super().__init__()
+        base = base if base is not None else TripletBuilder.moco()
         if not isinstance(base, ViewBuilder):
             raise ValueError(f"base must be a ViewBuilder, got {type(base).__name__}")
-        super().__init__(base.transform)
-        self.transform_given = base.transform_given
         self.base = base
-        self.mix_range = check_pair(mix_range, "mix_range", 0.0, 1.0)
+        self.mix_range = check_pair("mix_range", mix_range, 0.0, 1.0)
         check_choice("mix_per", mix_per, BE_MIX_PER)
         self.mix_per = mix_per
         names = (views,) if isinstance(views, str) else tuple(views)
@@ -184,33 +176,29 @@ class BackgroundErasingBuilder(ViewBuilder):
         self.views = names
         self._set_seed(seed)
 
-    def share_transform(self, transform: ClipTransform) -> None:
-        """Give the owner's ``ClipTransform`` to ``base`` (and use it here too).
-
-        Raises:
-            ValueError: ``base`` was given a different transform at construction.
-        """
-        self.base.share_transform(transform)
-        self.transform = self.base.transform
-
     @property
-    def negative_kinds(self) -> tuple[str, ...]:
-        """The base builder's hard-negative kinds (for the media logger)."""
-        return tuple(getattr(self.base, "negative_kinds", ()) or ())
+    def negative_kinds(self) -> tuple[str, ...]:  # type: ignore[override]
+        """The base builder's hard-negative kinds."""
+        return tuple(self.base.negative_kinds)
 
     def forward(
         self,
         video: Tensor,
         video_shift: Tensor | None = None,
+        *,
+        transform: ClipTransform | None = None,
+        size: int | None = None,
         generator: torch.Generator | None = None,
         return_params: bool = False,
-        **kwargs,
+        **kwargs: object,
     ) -> dict[str, Tensor]:
         """Build the base views, then erase the background of ``views``.
 
         Args:
             video: (B, 3, T, H, W) uint8 or float in [0, 1].
             video_shift: (B, 3, T, H, W) shifted clips of the same videos, or None.
+            transform: simple augmentation and normalisation, handed to the base builder.
+            size: output side S, handed to the base builder.
             generator: random source (default: the builder's own, see the class docstring).
             return_params: also return each erased view's draw under ``"be_<view>"``.
             **kwargs: passed to the base builder (e.g. ``return_field``).
@@ -223,7 +211,8 @@ class BackgroundErasingBuilder(ViewBuilder):
             ValueError: a view in ``views`` that the base did not build.
         """
         g = self._generator_for(generator)
-        out = dict(self.base(video, video_shift, generator=g, **kwargs))
+        out = dict(self.base(video, video_shift, transform=transform, size=size, generator=g,
+                             **kwargs))
         for name in self.views:
             if out.get(name) is None:
                 raise ValueError(f"BackgroundErasingBuilder: the base builder made no {name!r} "

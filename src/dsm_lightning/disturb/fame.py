@@ -27,17 +27,20 @@ version).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from dsm_lightning._checks import check_fraction, check_int
 from dsm_lightning.disturb.simple import SimpleAugParams, augment_clips
-from dsm_lightning.disturb.transform import ClipTransform, check_prob
+from dsm_lightning.disturb.transform import ClipTransform, output_size
 from dsm_lightning.disturb.views import ViewBuilder
 
 __all__ = [
     "FAMEBuilder",
+    "ForegroundMask",
     "blur_kernel_size",
     "foreground_mask",
     "merge_foreground",
@@ -119,60 +122,88 @@ def _colour_bins(image: Tensor, bins: int) -> Tensor:
     return index.flatten(1)
 
 
-def foreground_mask(
-    clips: Tensor,
-    foreground_ratio: float = 0.5,
-    fg_sample_ratio: float = 0.5,
-    bg_sample_ratio: float = 0.1,
-    color_bins: int = 10,
-    blur_fraction: float = 0.1,
-) -> Tensor:
-    """FAME's static foreground mask of each clip (frame difference + colour statistics).
+@dataclass(frozen=True)
+class ForegroundMask:
+    """FAME's static foreground mask (frame difference + colour statistics): its settings,
+    validated at construction, and ``__call__(clips) -> masks``.
 
-    Args:
-        clips: (B, C=3, T, H, W) float RGB clips in [0, 1], T >= 2.
-        foreground_ratio: fraction of pixels in the mask (``beta``; public code 0.5).
+    Attributes:
+        foreground_ratio: fraction of pixels in the mask (``beta``; public code 0.5), (0, 1].
         fg_sample_ratio: most salient fraction whose colours model the foreground (0.5).
         bg_sample_ratio: least salient fraction whose colours model the background (0.1).
-        color_bins: quantisation levels per colour axis (10).
-        blur_fraction: Gaussian kernel side as a fraction of the frame side (0.1).
+        color_bins: quantisation levels per colour axis (10), >= 2.
+        blur_fraction: Gaussian kernel side as a fraction of the frame side (0.1), [0, 1].
+    """
+
+    foreground_ratio: float = 0.5
+    fg_sample_ratio: float = 0.5
+    bg_sample_ratio: float = 0.1
+    color_bins: int = 10
+    blur_fraction: float = 0.1
+
+    def __post_init__(self) -> None:
+        for name in ("foreground_ratio", "fg_sample_ratio", "bg_sample_ratio"):
+            object.__setattr__(self, name, check_fraction(name, getattr(self, name),
+                                                          open_low=True))
+        check_int("color_bins", self.color_bins, 2)
+        object.__setattr__(self, "blur_fraction",
+                           check_fraction("blur_fraction", self.blur_fraction))
+
+    def __call__(self, clips: Tensor) -> Tensor:
+        """The mask of each clip.
+
+        Args:
+            clips: (B, C=3, T, H, W) float RGB clips in [0, 1], T >= 2.
+
+        Returns:
+            (B, H, W) float32 mask of 0/1 with exactly
+            ``max(1, int(foreground_ratio * H * W))`` ones per clip.
+
+        Raises:
+            ValueError: bad shapes.
+        """
+        if clips.dim() != 5 or clips.shape[1] != 3:
+            raise ValueError(f"clips must be RGB (B, 3, T, H, W), got {tuple(clips.shape)}")
+        batch, _, _, height, width = clips.shape
+        pixels = height * width
+        saliency = motion_saliency(clips, self.blur_fraction).flatten(1)  # (B, HW)
+        colour = _colour_bins(clips.float().mean(dim=2), self.color_bins)  # (B, HW)
+        n_colours = self.color_bins**3
+
+        def histogram(fraction: float, largest: bool, prior: float) -> Tensor:
+            count = max(1, int(fraction * pixels))
+            picked = saliency.topk(count, dim=1, largest=largest).indices
+            hist = torch.full((batch, n_colours), prior, device=clips.device)
+            hist.scatter_add_(1, colour.gather(1, picked), torch.ones_like(picked, dtype=hist.dtype))
+            return hist / (hist.sum(dim=1, keepdim=True) + _EPS)
+
+        p_fg = histogram(self.fg_sample_ratio, True, 0.0).gather(1, colour)
+        p_bg = histogram(self.bg_sample_ratio, False, 1.0).gather(1, colour)
+        refined = (p_fg / (p_fg + p_bg)).view(batch, height, width)
+        refined = _min_max(_blur(refined, blur_kernel_size(min(height, width), self.blur_fraction)))
+        keep = refined.flatten(1).topk(max(1, int(self.foreground_ratio * pixels)), dim=1).indices
+        mask = torch.zeros(batch, pixels, device=clips.device).scatter_(1, keep, 1.0)
+        return mask.view(batch, height, width)
+
+
+def foreground_mask(
+    clips: Tensor,
+    foreground_ratio: float = ForegroundMask.foreground_ratio,
+    fg_sample_ratio: float = ForegroundMask.fg_sample_ratio,
+    bg_sample_ratio: float = ForegroundMask.bg_sample_ratio,
+    color_bins: int = ForegroundMask.color_bins,
+    blur_fraction: float = ForegroundMask.blur_fraction,
+) -> Tensor:
+    """FAME's static foreground mask of each clip: ``ForegroundMask(...)(clips)``.
 
     Returns:
-        (B, H, W) float32 mask of 0/1 with exactly ``max(1, int(foreground_ratio * H * W))``
-        ones per clip.
+        (B, H, W) float32 0/1 mask (see ``ForegroundMask``).
 
     Raises:
-        ValueError: bad shapes or ratios outside (0, 1].
+        ValueError: bad shapes or settings.
     """
-    for name, value in (("foreground_ratio", foreground_ratio),
-                        ("fg_sample_ratio", fg_sample_ratio),
-                        ("bg_sample_ratio", bg_sample_ratio)):
-        if not 0.0 < value <= 1.0:
-            raise ValueError(f"{name} must be in (0, 1], got {name}={value}")
-    if color_bins < 2:
-        raise ValueError(f"color_bins must be >= 2, got color_bins={color_bins}")
-    if clips.dim() != 5 or clips.shape[1] != 3:
-        raise ValueError(f"clips must be RGB (B, 3, T, H, W), got {tuple(clips.shape)}")
-    batch, _, _, height, width = clips.shape
-    pixels = height * width
-    saliency = motion_saliency(clips, blur_fraction).flatten(1)  # (B, HW)
-    colour = _colour_bins(clips.float().mean(dim=2), color_bins)  # (B, HW)
-    n_colours = color_bins**3
-
-    def histogram(fraction: float, largest: bool, prior: float) -> Tensor:
-        count = max(1, int(fraction * pixels))
-        picked = saliency.topk(count, dim=1, largest=largest).indices
-        hist = torch.full((batch, n_colours), prior, device=clips.device)
-        hist.scatter_add_(1, colour.gather(1, picked), torch.ones_like(picked, dtype=hist.dtype))
-        return hist / (hist.sum(dim=1, keepdim=True) + _EPS)
-
-    p_fg = histogram(fg_sample_ratio, True, 0.0).gather(1, colour)
-    p_bg = histogram(bg_sample_ratio, False, 1.0).gather(1, colour)
-    refined = (p_fg / (p_fg + p_bg)).view(batch, height, width)
-    refined = _min_max(_blur(refined, blur_kernel_size(min(height, width), blur_fraction)))
-    keep = refined.flatten(1).topk(max(1, int(foreground_ratio * pixels)), dim=1).indices
-    mask = torch.zeros(batch, pixels, device=clips.device).scatter_(1, keep, 1.0)
-    return mask.view(batch, height, width)
+    return ForegroundMask(foreground_ratio, fg_sample_ratio, bg_sample_ratio, color_bins,
+                          blur_fraction)(clips)
 
 
 def sample_background_index(
@@ -224,8 +255,8 @@ def merge_foreground(clips: Tensor, mask: Tensor, background_index: Tensor) -> T
 class FAMEBuilder(ViewBuilder):
     """View builder of FAME's pretraining pair (public code ``train.py`` + ``moco/loader.py``).
 
-    - ``positive``: a clip cropped with its own random resized crop (``transform``'s
-      geometry), its moving foreground (``foreground_mask``) pasted onto the cropped clip of
+    - ``positive``: a clip cropped with its own random resized crop (the transform's
+      geometry), its moving foreground (``ForegroundMask``) pasted onto the cropped clip of
       another video of the batch (``sample_background_index``), then colour-augmented and
       normalised. It is the query of ``MoCoModule`` / ``FAMEModule`` (``query_view="positive"``).
     - ``anchor``: a second clip of the same video (``video_shift`` when given, as the public
@@ -237,8 +268,6 @@ class FAMEBuilder(ViewBuilder):
     crop (the colour pass re-samples on the identity grid, exact to float rounding).
 
     Args:
-        transform: simple augmentation and normalisation (``ClipTransform``); None = the data
-            module's (or ``ClipTransform()`` standalone).
         foreground_ratio: fraction of each frame kept as foreground (public ``--beta`` 0.5).
         fg_sample_ratio: most salient pixel fraction modelling foreground colours (0.5).
         bg_sample_ratio: least salient pixel fraction modelling background colours (0.1).
@@ -254,30 +283,17 @@ class FAMEBuilder(ViewBuilder):
 
     def __init__(
         self,
-        transform: ClipTransform | None = None,
-        foreground_ratio: float = 0.5,
-        fg_sample_ratio: float = 0.5,
-        bg_sample_ratio: float = 0.1,
-        color_bins: int = 10,
-        blur_fraction: float = 0.1,
+        foreground_ratio: float = ForegroundMask.foreground_ratio,
+        fg_sample_ratio: float = ForegroundMask.fg_sample_ratio,
+        bg_sample_ratio: float = ForegroundMask.bg_sample_ratio,
+        color_bins: int = ForegroundMask.color_bins,
+        blur_fraction: float = ForegroundMask.blur_fraction,
         key_from_shift: bool = True,
         seed: int | None = None,
     ) -> None:
-        super().__init__(transform)
-        for name, value in (("foreground_ratio", foreground_ratio),
-                            ("fg_sample_ratio", fg_sample_ratio),
-                            ("bg_sample_ratio", bg_sample_ratio)):
-            if not 0.0 < check_prob(value, name):
-                raise ValueError(f"{name} must be in (0, 1], got {name}={value}")
-        if isinstance(color_bins, bool) or not isinstance(color_bins, int) or color_bins < 2:
-            raise ValueError(f"color_bins must be an int >= 2, got color_bins={color_bins!r}")
-        if not 0.0 <= blur_fraction <= 1.0:
-            raise ValueError(f"blur_fraction must be in [0, 1], got blur_fraction={blur_fraction}")
-        self.foreground_ratio = float(foreground_ratio)
-        self.fg_sample_ratio = float(fg_sample_ratio)
-        self.bg_sample_ratio = float(bg_sample_ratio)
-        self.color_bins = color_bins
-        self.blur_fraction = float(blur_fraction)
+        super().__init__()
+        self.mask = ForegroundMask(foreground_ratio, fg_sample_ratio, bg_sample_ratio,
+                                   color_bins, blur_fraction)
         self.key_from_shift = bool(key_from_shift)
         self._set_seed(seed)
 
@@ -285,6 +301,9 @@ class FAMEBuilder(ViewBuilder):
         self,
         video: Tensor,
         video_shift: Tensor | None = None,
+        *,
+        transform: ClipTransform | None = None,
+        size: int | None = None,
         generator: torch.Generator | None = None,
         return_details: bool = False,
     ) -> dict[str, Tensor]:
@@ -293,6 +312,8 @@ class FAMEBuilder(ViewBuilder):
         Args:
             video: (B, 3, T, H, W) uint8 or float in [0, 1], B >= 2, T >= 2.
             video_shift: (B, 3, T, H, W) another clip of the same videos, or None.
+            transform: simple augmentation and normalisation (None = ``ClipTransform()``).
+            size: output side S (None = the frames' short side).
             generator: random source (default: the builder's own).
             return_details: also return ``fame_mask`` (B, S, S) and ``fame_background`` (B,).
 
@@ -304,8 +325,8 @@ class FAMEBuilder(ViewBuilder):
         """
         if video.dim() != 5 or video.shape[1] != 3 or video.shape[2] < 2:
             raise ValueError(f"video must be (B, 3, T>=2, H, W), got {tuple(video.shape)}")
-        g = self._generator_for(generator)
-        batch, device, transform = video.shape[0], video.device, self.transform
+        g, transform = self._generator_for(generator), self._transform_for(transform)
+        batch, device, size = video.shape[0], video.device, output_size(video, size)
         background = sample_background_index(batch, g, device)
         second = video
         if self.key_from_shift and video_shift is not None:
@@ -314,24 +335,21 @@ class FAMEBuilder(ViewBuilder):
                                  f"{tuple(video.shape)}")
             second = video_shift.to(device)
         query = transform.sample(batch, g, device)
-        anchor = transform.apply(second[:, None], transform.sample(batch, g, device))[:, 0]
-        size = transform.crop_size
+        anchor = transform.apply(second[:, None], transform.sample(batch, g, device), size)[:, 0]
         eye = torch.eye(3, device=device).expand(batch, 3, 3)
         crop_only = SimpleAugParams(query.theta, eye, torch.zeros(batch, device=device))
         cropped = augment_clips(video[:, None], crop_only, size, mean=(0.0, 0.0, 0.0),
                                 std=(1.0, 1.0, 1.0))[:, 0]  # (B, 3, T, S, S) in [0, 1]
-        mask = foreground_mask(cropped, self.foreground_ratio, self.fg_sample_ratio,
-                               self.bg_sample_ratio, self.color_bins, self.blur_fraction)
+        mask = self.mask(cropped)
         merged = merge_foreground(cropped, mask, background)
         identity = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], device=device)
         colour_only = SimpleAugParams(identity.expand(batch, 2, 3), query.color_matrix,
                                       query.color_shift)
-        positive = transform.apply(merged[:, None], colour_only)[:, 0]
+        positive = transform.apply(merged[:, None], colour_only, size)[:, 0]
         out = {"anchor": anchor, "positive": positive}
         if return_details:
             out.update(fame_mask=mask, fame_background=background)
         return out
 
     def extra_repr(self) -> str:
-        return (f"foreground_ratio={self.foreground_ratio}, color_bins={self.color_bins}, "
-                f"key_from_shift={self.key_from_shift}, seed={self.seed}")
+        return f"mask={self.mask}, key_from_shift={self.key_from_shift}, seed={self.seed}"

@@ -5,29 +5,56 @@ A field is a dense displacement ``(B, S, S, 2)`` in normalised output coordinate
 pixel ``p`` reads the source at ``p + field(p)``. One field per clip, identical for all its
 frames, so the frame-to-frame motion is kept while the appearance is deformed.
 
-- Thin-plate spline (``sample_tps_field``): a ``grid x grid`` control lattice over [-1, 1]^2
-  whose points are jittered by ``U(-jitter, jitter)``; the dense field is the TPS interpolant
-  (one batched matrix product with a cached basis).
-- Local point warps (``sample_point_field``): 1-3 centres, each pushing the content near it by
-  a shift ``s`` of 10-20 px (relative to a 112-px frame, so it scales with the frame) with the
+Each kind of field is a small frozen settings class, validated once at construction, whose
+``sample(batch, size, generator, device)`` draws the fields (plain tensor code, batched):
+
+- ``TPSWarp`` (thin-plate spline): a ``grid x grid`` control lattice over [-1, 1]^2 whose
+  points are jittered by ``U(-jitter, jitter)``; the dense field is the TPS interpolant (one
+  batched matrix product with a cached basis).
+- ``PointWarp`` (local point warps): 1-3 centres, each pushing the content near it by a
+  shift ``s`` of 10-20 px (relative to a 112-px frame, so it scales with the frame) with the
   fall-off ``1 / (3 (d / |s|)^4 + 1)`` (the library's default), or exactly as the authors'
   released code (``direction="down_right"``, ``strength=0.5``, ``integer=True``, one field
   per batch: ``TripletBuilder.paper()``, docs/method-fidelity.md).
+
+``SpatialDisturbance`` chooses a kind per clip (or per batch) among the registered ones
+(``register_spatial_kind``: ``"tps"``, ``"points"`` and any a user adds).
 """
 
 from __future__ import annotations
 
 import functools
 import math
+from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from dsm_lightning._checks import check_choice
-from dsm_lightning.disturb.simple import choose, identity_coords, rand_uniform, selection_weights
+from dsm_lightning._checks import check_choice, check_fraction, check_int, check_pair
+from dsm_lightning.disturb.geometry import identity_coords
+from dsm_lightning.disturb.rng import choose, rand_uniform, selection_weights
 
+__all__ = [
+    "POINT_DIRECTIONS", "SPATIAL_KINDS", "FieldSampler", "PointWarp", "SpatialDisturbance",
+    "TPSWarp", "register_spatial_kind", "sample_disturbance_field", "sample_point_field",
+    "sample_tps_field", "spatial_kinds", "warp",
+]
+
+#: The built-in kinds (see :func:`spatial_kinds` for every registered one).
 SPATIAL_KINDS: tuple[str, ...] = ("tps", "points")
+#: ``direction`` values of the point warps: any direction, or both components positive.
+POINT_DIRECTIONS: tuple[str, ...] = ("any", "down_right")
+
+
+class FieldSampler(Protocol):
+    """What a spatial kind is: settings with ``sample(batch, size, generator, device)``."""
+
+    def sample(self, batch: int, size: int, generator: torch.Generator | None = None,
+               device: torch.device | str | None = None) -> Tensor:
+        """(B, S, S, 2) float32 displacement fields, one per clip."""
+        ...
 
 
 @functools.lru_cache(maxsize=16)
@@ -55,57 +82,47 @@ def _tps_basis(size: int, grid: int, device: torch.device) -> Tensor:
     return (phi @ inverse[:, :k]).float().to(device)
 
 
-def sample_tps_field(
-    batch: int,
-    size: int,
-    *,
-    grid: int = 5,
-    jitter: float = 0.1,
-    generator: torch.Generator | None = None,
-    device: torch.device | str | None = None,
-) -> Tensor:
-    """Sample thin-plate-spline warp fields, one per clip.
+@dataclass(frozen=True)
+class TPSWarp:
+    """Thin-plate-spline warp settings (validated at construction).
 
-    Args:
-        batch: number of clips B.
-        size: field side S (the output crop size).
-        grid: control points per side (>= 2) evenly spread over [-1, 1].
-        jitter: control points move by ``U(-jitter, jitter)`` (normalised units, 1 = half
-            the frame) in x and y.
-        generator: random source (draws happen on its device).
-        device: where the field lives.
+    Attributes:
+        grid: control points per side (>= 2), evenly spread over [-1, 1].
+        jitter: control points move by ``U(-jitter, jitter)`` in x and y (normalised units,
+            1 = half the frame), in [0, 1].
+    """
+
+    grid: int = 5
+    jitter: float = 0.1
+
+    def __post_init__(self) -> None:
+        check_int("tps_grid", self.grid, 2)
+        object.__setattr__(self, "jitter", check_fraction("tps_jitter", self.jitter))
+
+    def sample(self, batch: int, size: int, generator: torch.Generator | None = None,
+               device: torch.device | str | None = None) -> Tensor:
+        """(B, S, S, 2) float32 TPS displacement fields, one per clip (draws on the
+        generator's device)."""
+        device = torch.device(device) if device is not None else torch.device("cpu")
+        offsets = rand_uniform((batch, self.grid * self.grid, 2), -self.jitter, self.jitter,
+                               generator=generator, device=device)
+        return (_tps_basis(size, self.grid, device) @ offsets).view(batch, size, size, 2)
+
+
+def sample_tps_field(batch: int, size: int, warp: TPSWarp | None = None, *,
+                     generator: torch.Generator | None = None,
+                     device: torch.device | str | None = None) -> Tensor:
+    """Thin-plate-spline warp fields, one per clip (``TPSWarp().sample`` by default).
 
     Returns:
         (B, S, S, 2) float32 displacement field.
     """
-    device = torch.device(device) if device is not None else torch.device("cpu")
-    offsets = rand_uniform(
-        (batch, grid * grid, 2), -jitter, jitter, generator=generator, device=device
-    )
-    basis = _tps_basis(size, grid, device)
-    return (basis @ offsets).view(batch, size, size, 2)
+    return (warp or TPSWarp()).sample(batch, size, generator, device)
 
 
-#: ``direction`` values of the point warps: any direction, or both components positive.
-POINT_DIRECTIONS: tuple[str, ...] = ("any", "down_right")
-
-
-def sample_point_field(
-    batch: int,
-    size: int,
-    *,
-    count: tuple[int, int] = (1, 3),
-    shift: tuple[float, float] = (10.0, 20.0),
-    reference_size: int = 112,
-    region: float | tuple[float, float] = 0.5,
-    direction: str = "any",
-    strength: float = 1.0,
-    integer: bool = False,
-    shared: bool = False,
-    generator: torch.Generator | None = None,
-    device: torch.device | str | None = None,
-) -> Tensor:
-    """Sample local point-warp fields, one per clip (or one for the whole batch).
+@dataclass(frozen=True)
+class PointWarp:
+    """Local point-warp settings (validated at construction).
 
     Each field gets ``n ~ U{count}`` points ``p`` uniform in ``region^2`` (normalised) and a
     shift ``s`` per point, in pixels of a ``reference_size`` frame:
@@ -119,144 +136,192 @@ def sample_point_field(
 
     The sampling offset at pixel ``q`` is ``-strength * s / (3 (|q - c| / |s|)^4 + 1)``,
     summed over the points (peak displacement ``strength * |s|``); with ``integer`` it is
-    truncated towards zero to whole pixels of the ``size`` output, as the public code's
-    ``int()``.
+    truncated towards zero to whole pixels of the output, as the public code's ``int()``.
 
-    Args:
-        batch: number of clips B.
-        size: field side S.
-        count: (min, max) number of points, inclusive.
+    Attributes:
+        count: (min, max) number of points, inclusive, 1 <= min <= max <= 16.
         shift: (min, max) shift length (``"any"``) or component (``"down_right"``) in pixels
             of a ``reference_size`` frame.
-        reference_size: frame side the pixel shifts refer to (shifts scale with the frame).
-        region: points lie in ``[-region, region]^2``, or ``[lo, hi]^2`` for a pair
-            (normalised coordinates, -1 = left/top edge, 1 = right/bottom edge).
-        direction: ``"any"`` or ``"down_right"`` (see above).
-        strength: peak displacement as a fraction of the shift (1 here, 0.5 in the public
+        region: points lie in ``[lo, hi]^2`` (normalised, -1 = left/top edge, 1 =
+            right/bottom edge); a number ``r`` means ``(-r, r)``.
+        direction: ``"any"`` or ``"down_right"``.
+        strength: peak displacement as a fraction of the shift, in (0, 1] (0.5 in the public
             code).
         integer: truncate the offsets to whole output pixels.
-        shared: one field for the whole batch (the public code draws one per batch) instead
-            of one per clip.
-        generator: random source (draws happen on its device).
-        device: where the field lives.
+        reference_size: frame side the pixel shifts refer to (shifts scale with the frame).
+    """
+
+    count: tuple[int, int] = (1, 3)
+    shift: tuple[float, float] = (10.0, 20.0)
+    region: tuple[float, float] = (-0.5, 0.5)
+    direction: str = "any"
+    strength: float = 1.0
+    integer: bool = False
+    reference_size: int = 112
+
+    def __post_init__(self) -> None:
+        count = tuple(self.count)
+        if len(count) != 2 or not all(
+                isinstance(c, int) and not isinstance(c, bool) for c in count) or not (
+                1 <= count[0] <= count[1] <= 16):
+            raise ValueError(f"point_count must be ints (min, max) with 1 <= min <= max <= 16, "
+                             f"got point_count={self.count}")
+        region = self.region
+        if isinstance(region, (int, float)) and not isinstance(region, bool):
+            region = (-float(region), float(region))
+        check_choice("point_direction", self.direction, POINT_DIRECTIONS)
+        check_int("reference_size", self.reference_size)
+        for name, value in (("count", count),
+                            ("shift", check_pair("point_shift", self.shift, 0.0, 112.0)),
+                            ("region", check_pair("point_region", region, -1.0, 1.0)),
+                            ("strength", check_fraction("point_strength", self.strength,
+                                                        open_low=True)),
+                            ("integer", bool(self.integer))):
+            object.__setattr__(self, name, value)
+
+    def sample(self, batch: int, size: int, generator: torch.Generator | None = None,
+               device: torch.device | str | None = None, shared: bool = False) -> Tensor:
+        """(B, S, S, 2) float32 point-warp fields, one per clip (one for the whole batch
+        with ``shared``, expanded), in normalised coordinates."""
+        lo, hi = self.region
+        shift = self.shift
+        draws = 1 if shared else batch
+        max_count = self.count[1]
+        u = rand_uniform((draws, max_count, 5), generator=generator, device=device)
+        n = self.count[0] + (u[:, :1, 0] * (self.count[1] - self.count[0] + 1)).floor()
+        active = torch.arange(max_count, device=u.device)[None] < n  # (N, K)
+        point = lo + (hi - lo) * u[..., 1:3]  # (N, K, 2)
+        to_norm = 2.0 / self.reference_size
+        if self.direction == "any":
+            length = (shift[0] + (shift[1] - shift[0]) * u[..., 3]) * to_norm
+            angle = 2 * math.pi * u[..., 4]
+            vec = torch.stack([torch.cos(angle), torch.sin(angle)], dim=-1) * length[..., None]
+            centre = point
+        else:
+            vec = (shift[0] + (shift[1] - shift[0]) * u[..., 3:5]) * to_norm
+            length = vec.norm(dim=-1)
+            centre = point + vec
+        coords = identity_coords(size, u.device).view(1, 1, -1, 2)
+        dist = (coords - centre[:, :, None]).norm(dim=-1)  # (N, K, S*S)
+        falloff = self.strength / (3 * (dist / length[..., None].clamp_min(1e-8)) ** 4 + 1)
+        falloff = falloff * active[..., None]
+        if self.direction == "down_right":  # the public code visits [p - 3 s, p + 3 s) only
+            rel = (coords - point[:, :, None]) / vec[:, :, None].clamp_min(1e-8)
+            falloff = falloff * ((rel >= -3) & (rel < 3)).all(dim=-1)
+        out = -torch.einsum("bkp,bkj->bpj", falloff, vec).view(draws, size, size, 2)
+        if self.integer:
+            out = torch.trunc(out * (size / 2)) * (2 / size)
+        return out.expand(batch, -1, -1, -1) if shared else out
+
+
+def sample_point_field(batch: int, size: int, warp: PointWarp | None = None, *,
+                       shared: bool = False, generator: torch.Generator | None = None,
+                       device: torch.device | str | None = None) -> Tensor:
+    """Local point-warp fields, one per clip or one per batch (``PointWarp().sample`` by
+    default).
 
     Returns:
-        (B, S, S, 2) float32 displacement field (normalised coordinates).
+        (B, S, S, 2) float32 displacement field.
+    """
+    return (warp or PointWarp()).sample(batch, size, generator, device, shared=shared)
+
+
+_SPATIAL: dict[str, type] = {"tps": TPSWarp, "points": PointWarp}
+
+
+def register_spatial_kind(name: str, sampler: type, *, overwrite: bool = False) -> type:
+    """Make a warp kind available by name in ``spatial_kinds`` (e.g. of ``TripletBuilder``).
+
+    Args:
+        name: the kind's name.
+        sampler: a class building, with no argument, settings whose ``sample(batch, size,
+            generator, device)`` returns (B, S, S, 2) fields (see ``FieldSampler``).
+        overwrite: replace a kind registered under ``name``.
+
+    Returns:
+        ``sampler``.
 
     Raises:
-        ValueError: unknown ``direction``.
+        ValueError: the name is taken (without ``overwrite``).
     """
-    check_choice("direction", direction, POINT_DIRECTIONS)
-    lo, hi = (-region, region) if isinstance(region, (int, float)) else region
-    draws = 1 if shared else batch
-    max_count = count[1]
-    u = rand_uniform((draws, max_count, 5), generator=generator, device=device)
-    n = count[0] + (u[:, :1, 0] * (count[1] - count[0] + 1)).floor()  # (N, 1)
-    active = torch.arange(max_count, device=u.device)[None] < n  # (N, K)
-    point = lo + (hi - lo) * u[..., 1:3]  # (N, K, 2)
-    to_norm = 2.0 / reference_size
-    if direction == "any":
-        length = (shift[0] + (shift[1] - shift[0]) * u[..., 3]) * to_norm
-        angle = 2 * math.pi * u[..., 4]
-        vec = torch.stack([torch.cos(angle), torch.sin(angle)], dim=-1) * length[..., None]
-        centre = point
-    else:
-        vec = (shift[0] + (shift[1] - shift[0]) * u[..., 3:5]) * to_norm
-        length = vec.norm(dim=-1)
-        centre = point + vec
-    coords = identity_coords(size, u.device).view(1, 1, -1, 2)
-    dist = (coords - centre[:, :, None]).norm(dim=-1)  # (N, K, S*S)
-    falloff = strength / (3 * (dist / length[..., None].clamp_min(1e-8)) ** 4 + 1)
-    falloff = falloff * active[..., None]
-    if direction == "down_right":  # the public code only visits [p - 3 s, p + 3 s) per axis
-        rel = (coords - point[:, :, None]) / vec[:, :, None].clamp_min(1e-8)
-        falloff = falloff * ((rel >= -3) & (rel < 3)).all(dim=-1)
-    field = -torch.einsum("bkp,bkj->bpj", falloff, vec).view(draws, size, size, 2)
-    if integer:
-        field = torch.trunc(field * (size / 2)) * (2 / size)
-    return field.expand(batch, -1, -1, -1) if shared else field
+    if name in _SPATIAL and not overwrite and _SPATIAL[name] is not sampler:
+        raise ValueError(f"spatial kind {name!r} is already registered")
+    _SPATIAL[name] = sampler
+    return sampler
 
 
-def sample_disturbance_field(
-    batch: int,
-    size: int,
-    *,
-    kinds: tuple[str, ...] = SPATIAL_KINDS,
-    probs: tuple[float, ...] | None = None,
-    prob: float = 1.0,
-    tps_grid: int = 5,
-    tps_jitter: float = 0.1,
-    point_count: tuple[int, int] = (1, 3),
-    point_shift: tuple[float, float] = (10.0, 20.0),
-    reference_size: int = 112,
-    point_region: float | tuple[float, float] = 0.5,
-    point_direction: str = "any",
-    point_strength: float = 1.0,
-    point_integer: bool = False,
-    shared: bool = False,
-    generator: torch.Generator | None = None,
-    device: torch.device | str | None = None,
-) -> Tensor:
-    """Sample one SLD field per clip (or per batch), the kind chosen per clip (or batch).
+def spatial_kinds() -> tuple[str, ...]:
+    """Every registered spatial kind, built-ins first."""
+    return tuple(_SPATIAL)
+
+
+@dataclass(frozen=True)
+class SpatialDisturbance:
+    """Which warp each clip's positive gets: a kind per clip (or per batch), or none.
 
     Every requested kind is sampled for the whole batch (fields are small: S*S*2 per clip)
     and one is selected per clip with probabilities ``probs``; a clip is left unwarped (zero
     field) with probability ``1 - prob``. With ``shared`` one field, one kind and one
     warp/no-warp draw serve the whole batch (the public DSM code: one field per batch).
 
-    Args:
-        batch: number of clips B.
-        size: field side S.
-        kinds: subset of ``("tps", "points")``.
-        probs: selection probabilities per kind (normalised); ``None`` = uniform.
+    Attributes:
+        kinds: registered kind names (``spatial_kinds()``), distinct.
+        probs: selection probabilities per kind (normalised); None = uniform.
         prob: probability that a clip is warped at all.
-        tps_grid: see ``sample_tps_field``.
-        tps_jitter: see ``sample_tps_field``.
-        point_count: see ``sample_point_field``.
-        point_shift: see ``sample_point_field``.
-        reference_size: see ``sample_point_field``.
-        point_region: ``region`` of ``sample_point_field``.
-        point_direction: ``direction`` of ``sample_point_field``.
-        point_strength: ``strength`` of ``sample_point_field``.
-        point_integer: ``integer`` of ``sample_point_field``.
+        tps: the ``"tps"`` kind's settings.
+        points: the ``"points"`` kind's settings.
         shared: one field for the whole batch.
-        generator: random source.
-        device: where the field lives.
+    """
+
+    kinds: tuple[str, ...] = SPATIAL_KINDS
+    probs: tuple[float, ...] | None = None
+    prob: float = 1.0
+    tps: TPSWarp = field(default_factory=TPSWarp)
+    points: PointWarp = field(default_factory=PointWarp)
+    shared: bool = False
+
+    def __post_init__(self) -> None:
+        kinds = (self.kinds,) if isinstance(self.kinds, str) else tuple(self.kinds)
+        known = spatial_kinds()
+        if any(k not in known for k in kinds) or len(set(kinds)) != len(kinds):
+            raise ValueError(f"spatial_kinds must be distinct names from {known}, got "
+                             f"spatial_kinds={self.kinds}")
+        prob = check_fraction("spatial_prob", self.prob)
+        if prob > 0 and not kinds:
+            raise ValueError("spatial_kinds must not be empty when spatial_prob > 0")
+        probs = selection_weights(kinds, self.probs, "spatial_probs") if kinds else None
+        for name, value in (("kinds", kinds), ("prob", prob), ("probs", probs)):
+            object.__setattr__(self, name, value)
+
+    def sampler(self, kind: str) -> FieldSampler:
+        """The settings of ``kind``: this disturbance's ``tps`` / ``points``, else the
+        registered class's defaults."""
+        return {"tps": self.tps, "points": self.points}.get(kind) or _SPATIAL[kind]()
+
+    def sample(self, batch: int, size: int, generator: torch.Generator | None = None,
+               device: torch.device | str | None = None) -> Tensor:
+        """(B, S, S, 2) float32 fields, zeros for clips left unwarped."""
+        if self.prob == 0:
+            return torch.zeros(batch, size, size, 2, device=device)
+        draws = 1 if self.shared else batch
+        fields = [self.sampler(kind).sample(draws, size, generator, device)
+                  for kind in self.kinds]  # a few kinds, each batched over the clips
+        u = rand_uniform((2, draws), generator=generator, device=device)
+        pick = choose(self.probs, u[0])
+        out = torch.stack(fields, dim=1)[torch.arange(draws, device=pick.device), pick]
+        out = out * (u[1] < self.prob).to(out.dtype)[:, None, None, None]
+        return out.expand(batch, -1, -1, -1) if self.shared else out
+
+
+def sample_disturbance_field(batch: int, size: int, disturbance: SpatialDisturbance | None = None,
+                             *, generator: torch.Generator | None = None,
+                             device: torch.device | str | None = None) -> Tensor:
+    """One SLD field per clip (or per batch): ``SpatialDisturbance().sample`` by default.
 
     Returns:
         (B, S, S, 2) float32 displacement field.
-
-    Raises:
-        ValueError: for an unknown kind or mismatched ``probs``.
     """
-    unknown = [k for k in kinds if k not in SPATIAL_KINDS]
-    if unknown or not kinds:
-        raise ValueError(f"kinds must be a non-empty subset of {SPATIAL_KINDS}, got {kinds}")
-    weights = selection_weights(kinds, probs, "probs")
-    draws = 1 if shared else batch
-    fields = []
-    for kind in kinds:  # at most two kinds, each batched over the clips
-        if kind == "tps":
-            fields.append(
-                sample_tps_field(
-                    draws, size, grid=tps_grid, jitter=tps_jitter, generator=generator,
-                    device=device,
-                )
-            )
-        else:
-            fields.append(
-                sample_point_field(
-                    draws, size, count=point_count, shift=point_shift,
-                    reference_size=reference_size, region=point_region,
-                    direction=point_direction, strength=point_strength,
-                    integer=point_integer, generator=generator, device=device,
-                )
-            )
-    u = rand_uniform((2, draws), generator=generator, device=device)
-    choice = choose(weights, u[0])
-    field = torch.stack(fields, dim=1)[torch.arange(draws, device=choice.device), choice]
-    field = field * (u[1] < prob).to(field.dtype)[:, None, None, None]
-    return field.expand(batch, -1, -1, -1) if shared else field
+    return (disturbance or SpatialDisturbance()).sample(batch, size, generator, device)
 
 
 def warp(video: Tensor, field: Tensor, padding_mode: str = "zeros") -> Tensor:

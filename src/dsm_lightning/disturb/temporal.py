@@ -23,12 +23,14 @@ every registered name in ``negative_kinds``.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from dsm_lightning.disturb.simple import choose, rand_uniform, selection_weights
+from dsm_lightning._checks import check_choice, check_fraction
+from dsm_lightning.disturb.rng import choose, rand_uniform, selection_weights
 
 #: The built-in frame-level kinds (see :func:`frame_kinds` for every registered one).
 FRAME_KINDS: tuple[str, ...] = ("swap", "insert", "shuffle", "reverse", "static")
@@ -272,3 +274,101 @@ register_frame_kind(
 register_frame_kind(
     "static", lambda b, t, *, length, generator, device: static_indices(
         b, t, generator=generator, device=device))
+
+
+#: ``mode`` values of ``TemporalDisturbance``: one negative per clip, or one of each kind.
+NEGATIVE_MODES: tuple[str, ...] = ("sample", "all")
+
+
+@dataclass(frozen=True)
+class TemporalDisturbance:
+    """Which hard negative(s) each clip gets (settings, validated at construction).
+
+    The clip-level kinds (``"shift"``, ``"other_video"``) are clips the caller builds (they
+    need the simple augmentation) and hands to :meth:`negatives`; the frame-level kinds are
+    re-orderings of the augmented anchor's frames, drawn here.
+
+    Attributes:
+        kinds: distinct names from :func:`negative_kinds` (empty: no negative).
+        probs: selection probabilities per kind (normalised); None = uniform.
+        local_fraction: fraction of T moved by ``swap`` / ``insert``, in (0, 0.5].
+        mode: ``"sample"``: one negative per clip, its kind drawn with ``probs``;
+            ``"all"``: one per kind and clip, stacked on dim 1 in the order of ``kinds``.
+    """
+
+    kinds: tuple[str, ...] = ("shift",)
+    probs: tuple[float, ...] | None = None
+    local_fraction: float = 0.1
+    mode: str = "sample"
+
+    def __post_init__(self) -> None:
+        kinds = (self.kinds,) if isinstance(self.kinds, str) else tuple(self.kinds)
+        known = negative_kinds()
+        if any(k not in known for k in kinds) or len(set(kinds)) != len(kinds):
+            raise ValueError(f"negative_kinds must be distinct names from {known}, got "
+                             f"negative_kinds={self.kinds}")
+        probs = selection_weights(kinds, self.probs, "negative_probs") if kinds else None
+        fraction = check_fraction("local_fraction", self.local_fraction, 0.0, 0.5,
+                                  open_low=True)
+        check_choice("negative_mode", self.mode, NEGATIVE_MODES)
+        for name, value in (("kinds", kinds), ("probs", probs), ("local_fraction", fraction)):
+            object.__setattr__(self, name, value)
+
+    def without_shift(self) -> tuple[tuple[str, ...], tuple[float, ...]]:
+        """``(kinds, probs)`` usable without a shifted clip: ``"shift"`` dropped.
+
+        Raises:
+            ValueError: ``"shift"`` is the only kind.
+        """
+        if self.kinds == ("shift",):
+            raise ValueError("negative_kinds=('shift',) needs video_shift; pass the data "
+                             "layer's 'video_shift' or add frame-level kinds")
+        keep = [i for i, k in enumerate(self.kinds) if k != "shift"]
+        return tuple(self.kinds[i] for i in keep), tuple(self.probs[i] for i in keep)
+
+    def reorder(self, anchor: Tensor, kinds: tuple[str, ...], probs: tuple[float, ...],
+                generator: torch.Generator | None = None) -> Tensor:
+        """Frame-level negatives: the anchor's frames re-indexed, one drawn kind per clip."""
+        index, _ = sample_frame_indices(
+            anchor.shape[0], anchor.shape[2], kinds=kinds, probs=probs,
+            local_fraction=self.local_fraction, generator=generator, device=anchor.device)
+        return reorder_frames(anchor, index)
+
+    def negatives(
+        self, anchor: Tensor, clip_negatives: Mapping[str, Tensor], kinds: tuple[str, ...],
+        probs: tuple[float, ...], generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """The hard negatives of a batch.
+
+        Args:
+            anchor: (B, C, T, H, W) augmented anchors (frame-level kinds re-order them).
+            clip_negatives: the clip-level candidates of ``kinds``, each (B, C, T, H, W).
+            kinds: the kinds in use (``kinds``, or ``without_shift()``'s).
+            probs: their probabilities.
+            generator: random source.
+
+        Returns:
+            (B, C, T, H, W) with ``mode="sample"``, (B, M, C, T, H, W) with ``"all"``.
+        """
+        if self.mode == "all":
+            return torch.stack([clip_negatives[k] if k in clip_negatives
+                                else self.reorder(anchor, (k,), (1.0,), generator)
+                                for k in kinds], dim=1)
+        # the clip-level kinds each form one candidate; the frame-level kinds together one
+        # (their own draw picks the kind); one uniform per clip then picks the candidate
+        candidates = [clip_negatives[k] for k in kinds if k in clip_negatives]
+        weights = [p for k, p in zip(kinds, probs) if k in clip_negatives]
+        frame_kinds_used = tuple(k for k in kinds if k not in clip_negatives)
+        if frame_kinds_used:
+            frame_probs = tuple(p for k, p in zip(kinds, probs) if k not in clip_negatives)
+            candidates.append(self.reorder(anchor, frame_kinds_used, frame_probs, generator))
+            weights.append(sum(frame_probs))
+        if len(candidates) == 1:
+            return candidates[0]
+        total = sum(weights)
+        pick = choose(tuple(w / total for w in weights),
+                      rand_uniform((anchor.shape[0],), generator=generator, device=anchor.device))
+        out = candidates[-1]
+        for i in range(len(candidates) - 2, -1, -1):  # a few kinds, never a loop over clips
+            out = torch.where((pick == i)[:, None, None, None, None], candidates[i], out)
+        return out

@@ -1,37 +1,28 @@
-"""``ClipTransform``: the clip transform of training and evaluation (plain tensor code).
+"""``ClipTransform``: the simple augmentation, evaluation crops and normalisation of clips.
 
-One object holds the settings every device-side path shares: the simple augmentation of a
-training clip (random resized crop, horizontal flip, small rotation, colour jitter, random
-grayscale; one draw per clip shared by its frames), the deterministic evaluation crops and
-the normalisation. Fine-tuning and evaluation use it directly; a view builder
-(``TripletBuilder``) composes it for the pretraining views.
+One object holds the settings every device-side path shares (plain tensor code, no state):
+the simple augmentation of a training clip (random resized crop, horizontal flip, small
+rotation, colour jitter, random grayscale; one draw per clip shared by its frames), the
+deterministic evaluation crops and the normalisation. Its constructor is the one place
+these settings and their defaults are declared and checked. The output side ``size`` is
+not one of them: it is the caller's (``VideoDataModule`` passes its ``crop_size`` to every
+call, to the transform and to the view builders alike).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from dsm_lightning._checks import check_choice
-from dsm_lightning.disturb.simple import (
-    JITTER_MODES,
-    KINETICS_MEAN,
-    KINETICS_STD,
-    SimpleAugParams,
-    augment_clips,
-    denormalize,
-    normalize,
-    sample_simple_params,
-    spatial_crops,
-)
+from dsm_lightning._checks import check_choice, check_fraction, check_int, check_pair
+from dsm_lightning.disturb.colour import JITTER_MODES, sample_color
+from dsm_lightning.disturb.crops import EVAL_CROPS, spatial_crops
+from dsm_lightning.disturb.geometry import sample_affine
+from dsm_lightning.disturb.simple import SimpleAugParams, augment_clips
+from dsm_lightning.normalization import KINETICS_MEAN, KINETICS_STD, denormalize, normalize
 
-__all__ = ["DEFAULT_CROP_SIZE", "DTYPES", "PAPER_CROP_AREA", "ClipTransform", "check_pair",
-           "check_prob"]
+__all__ = ["DTYPES", "PAPER_CROP_AREA", "ClipTransform"]
 
-#: Crop side of a ``ClipTransform`` built without one and used on its own.
-DEFAULT_CROP_SIZE = 112
 #: Output dtype names accepted by ``ClipTransform(dtype=...)``.
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 #: Area fraction of the public DSM code's crop: a 224 random crop of a frame resized to 256
@@ -39,55 +30,30 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 PAPER_CROP_AREA = (224 / 256) ** 2
 
 
-def check_pair(
-    value: Sequence[float], name: str, low: float, high: float, ordered: bool = True
-) -> tuple[float, ...]:
-    """``(min, max)`` within ``[low, high]``.
-
-    Raises:
-        ValueError: naming ``name`` when the pair is malformed or out of range.
-    """
-    values = tuple(value)
-    if len(values) != 2 or not all(low <= v <= high for v in values) or (
-        ordered and values[0] > values[1]
-    ):
-        raise ValueError(f"{name} must be (min, max) with {low} <= min <= max <= {high}, got {value}")
-    return values
-
-
-def check_prob(value: float, name: str) -> float:
-    """A probability in [0, 1].
-
-    Raises:
-        ValueError: naming ``name`` when ``value`` is outside [0, 1].
-    """
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name} must be in [0, 1], got {name}={value}")
-    return float(value)
-
-
-def _check_video(video: Tensor, name: str = "video") -> None:
+def _check_video(video: Tensor) -> None:
     if video.dim() != 5 or video.shape[1] != 3:
-        raise ValueError(f"{name} must be (B, 3, T, H, W), got shape={tuple(video.shape)}")
+        raise ValueError(f"video must be (B, 3, T, H, W), got shape={tuple(video.shape)}")
 
 
-class ClipTransform(nn.Module):
+def output_size(video: Tensor, size: int | None) -> int:
+    """The output side: ``size``, or the short side of ``video``'s frames when None.
+
+    Raises:
+        ValueError: ``size`` is not a positive int.
+    """
+    return min(video.shape[-2:]) if size is None else check_int("size", size)
+
+
+class ClipTransform:
     """Simple augmentation, evaluation crops and normalisation of clips, batched.
 
-    ``train(video)`` augments each clip with its own draw (shared by its frames) and
-    normalises; ``eval(video, n_crops)`` takes deterministic crops and normalises. Neither
-    loops over samples, frames or pixels. The module holds settings only (no tensors, no
-    state); randomness comes from the ``generator`` argument (drawn on its device, so a CPU
-    generator gives the same draws whatever device the video is on) or, without one, from
-    the global RNG of the video's device.
-
-    ``train`` and ``eval`` keep ``nn.Module``'s meaning when called without a video:
-    ``transform.train()`` / ``transform.train(False)`` / ``transform.eval()`` set the
-    module's mode as usual (so it can sit inside other modules).
+    ``train(video, size)`` augments each clip with its own draw (shared by its frames) and
+    normalises; ``eval(video, size, n_crops)`` takes deterministic crops and normalises.
+    Neither loops over samples, frames or pixels. Randomness comes from the ``generator``
+    argument (drawn on its device, so a CPU generator gives the same draws whatever device
+    the video is on) or, without one, from the global RNG of the video's device.
 
     Args:
-        crop_size: output side S in pixels. None: the owner's — ``VideoDataModule`` fills in
-            its ``crop_size`` — or 112 when used on its own.
         crop_scale: (min, max) area fraction of the random resized crop.
         crop_ratio: (min, max) aspect ratio (width / height) of the crop.
         flip_prob: probability of a horizontal flip.
@@ -110,7 +76,6 @@ class ClipTransform(nn.Module):
 
     def __init__(
         self,
-        crop_size: int | None = None,
         crop_scale: tuple[float, float] = (0.4, 1.0),
         crop_ratio: tuple[float, float] = (3 / 4, 4 / 3),
         flip_prob: float = 0.5,
@@ -123,16 +88,11 @@ class ClipTransform(nn.Module):
         std: tuple[float, float, float] = KINETICS_STD,
         dtype: str = "float32",
     ) -> None:
-        super().__init__()
-        if crop_size is not None:
-            _check_crop_size(crop_size)
-        self.requested_crop_size = crop_size
-        self.crop_size = crop_size if crop_size is not None else DEFAULT_CROP_SIZE
-        self.crop_scale = check_pair(crop_scale, "crop_scale", 0.0, 1.0)
+        self.crop_scale = check_pair("crop_scale", crop_scale, 0.0, 1.0)
         if self.crop_scale[0] <= 0:
             raise ValueError(f"crop_scale must be > 0, got crop_scale={crop_scale}")
-        self.crop_ratio = check_pair(crop_ratio, "crop_ratio", 1e-3, 1e3)
-        self.flip_prob = check_prob(flip_prob, "flip_prob")
+        self.crop_ratio = check_pair("crop_ratio", crop_ratio, 1e-3, 1e3)
+        self.flip_prob = check_fraction("flip_prob", flip_prob)
         strengths = tuple(float(j) for j in jitter)
         if len(strengths) != 4 or min(strengths) < 0 or strengths[3] > 0.5:
             raise ValueError(
@@ -140,15 +100,11 @@ class ClipTransform(nn.Module):
                 f"strengths with hue <= 0.5, got jitter={jitter}"
             )
         self.jitter = strengths
-        self.jitter_prob = check_prob(jitter_prob, "jitter_prob")
+        self.jitter_prob = check_fraction("jitter_prob", jitter_prob)
         check_choice("jitter_mode", jitter_mode, JITTER_MODES)
         self.jitter_mode = jitter_mode
-        self.grayscale_prob = check_prob(grayscale_prob, "grayscale_prob")
-        if not 0.0 <= rotation_degrees <= 180.0:
-            raise ValueError(
-                f"rotation_degrees must be in [0, 180], got rotation_degrees={rotation_degrees}"
-            )
-        self.rotation_degrees = float(rotation_degrees)
+        self.grayscale_prob = check_fraction("grayscale_prob", grayscale_prob)
+        self.rotation_degrees = check_fraction("rotation_degrees", rotation_degrees, 0.0, 180.0)
         self.mean = tuple(float(m) for m in mean)
         self.std = tuple(float(s) for s in std)
         if len(self.mean) != 3:
@@ -173,7 +129,7 @@ class ClipTransform(nn.Module):
         }
 
     @classmethod
-    def paper(cls, **overrides) -> ClipTransform:
+    def paper(cls, **overrides: object) -> ClipTransform:
         """The public DSM code's simple augmentation (docs/method-fidelity.md has the lines).
 
         Resize + random crop of side 7/8 of the short side (224 of 256, 112 of 128: no random
@@ -185,7 +141,7 @@ class ClipTransform(nn.Module):
         ImageNet's), shared with fine-tuning and evaluation.
 
         Args:
-            **overrides: any constructor argument (e.g. ``crop_size``, ``dtype``).
+            **overrides: any constructor argument (e.g. ``dtype``).
 
         Returns:
             A ``ClipTransform``.
@@ -195,25 +151,8 @@ class ClipTransform(nn.Module):
         """
         return cls(**{**cls.paper_settings(), **overrides})
 
-    def adopt_crop_size(self, size: int) -> None:
-        """Take the owner's crop size when none was given at construction.
-
-        Args:
-            size: the owner's crop side in pixels.
-
-        Raises:
-            ValueError: an explicit, different ``crop_size`` was given (write it once).
-        """
-        _check_crop_size(size)
-        if self.requested_crop_size is not None and self.requested_crop_size != size:
-            raise ValueError(
-                f"the ClipTransform's crop_size={self.requested_crop_size} differs from "
-                f"crop_size={size} of its owner: give crop_size once (the data module's)"
-            )
-        self.crop_size = size
-
     @property
-    def out_dtype(self) -> torch.dtype:
+    def torch_dtype(self) -> torch.dtype:
         """torch dtype of the outputs."""
         return DTYPES[self.dtype]
 
@@ -222,7 +161,7 @@ class ClipTransform(nn.Module):
         self, batch: int, generator: torch.Generator | None = None,
         device: torch.device | str | None = None,
     ) -> SimpleAugParams:
-        """One simple-augmentation draw per clip (see ``simple.sample_simple_params``).
+        """One simple-augmentation draw per clip: the affine map, then the colour map.
 
         Args:
             batch: number of clips B.
@@ -232,111 +171,99 @@ class ClipTransform(nn.Module):
         Returns:
             ``SimpleAugParams`` for B clips.
         """
-        return sample_simple_params(
+        theta = sample_affine(
             batch, crop_scale=self.crop_scale, crop_ratio=self.crop_ratio,
             flip_prob=self.flip_prob, rotation_degrees=self.rotation_degrees,
-            jitter=self.jitter, jitter_prob=self.jitter_prob, jitter_mode=self.jitter_mode,
-            grayscale_prob=self.grayscale_prob, generator=generator, device=device,
-        )
+            generator=generator, device=device)
+        color_matrix, color_shift = sample_color(
+            batch, jitter=self.jitter, jitter_prob=self.jitter_prob,
+            grayscale_prob=self.grayscale_prob, jitter_mode=self.jitter_mode,
+            generator=generator, device=device)
+        return SimpleAugParams(theta, color_matrix, color_shift)
 
     def apply(
-        self, clips: Tensor, params: SimpleAugParams, field: Tensor | None = None
+        self, clips: Tensor, params: SimpleAugParams, size: int, field: Tensor | None = None
     ) -> Tensor:
         """Apply one draw per sample to its N clips (same map for all N), then normalise.
 
         Args:
             clips: (B, N, 3, T, H, W) uint8 or float in [0, 1].
             params: draws of ``sample`` for B samples.
+            size: output side S in pixels.
             field: optional (B, S, S, 2) displacement field composed with the crop (one
                 interpolation in all).
 
         Returns:
-            (B, N, 3, T, S, S) normalised tensor of ``out_dtype``.
+            (B, N, 3, T, S, S) normalised tensor of the transform's dtype.
         """
-        return augment_clips(clips, params, self.crop_size, mean=self.mean, std=self.std,
-                             field=field, dtype=self.out_dtype)
+        return augment_clips(clips, params, size, mean=self.mean, std=self.std, field=field,
+                             dtype=self.torch_dtype)
 
     def normalize(self, video: Tensor) -> Tensor:
         """Scale to [0, 1] (uint8 input) and normalise: (..., 3, T, H, W) -> same shape."""
-        return normalize(video, self.mean, self.std, self.out_dtype)
+        return normalize(video, self.mean, self.std, self.torch_dtype)
 
     def denormalize(self, x: Tensor) -> Tensor:
-        """Invert the normalisation for display.
-
-        Args:
-            x: (..., 3, T, H, W) normalised tensor.
-
-        Returns:
-            float32 tensor in [0, 1].
-        """
+        """Invert the normalisation for display: (..., 3, T, H, W) -> float32 in [0, 1]."""
         return denormalize(x, self.mean, self.std)
 
     # ----------------------------------------------------------------------------- API
-    def train(  # type: ignore[override]
-        self, video: Tensor | bool = True, generator: torch.Generator | None = None
-    ) -> Tensor | ClipTransform:
+    def train(
+        self, video: Tensor, size: int | None = None, generator: torch.Generator | None = None
+    ) -> Tensor:
         """Simple augmentation + normalisation of training clips, one draw per clip.
 
         Args:
-            video: (B, 3, T, H, W) uint8 or float in [0, 1]. A bool instead sets the
-                module's training mode (``nn.Module.train``).
+            video: (B, 3, T, H, W) uint8 or float in [0, 1].
+            size: output side S (None = the frames' short side).
             generator: random source (draws on its device); None = global RNG.
 
         Returns:
-            (B, 3, T, S, S) normalised tensor of ``out_dtype`` (``self`` for a bool).
+            (B, 3, T, S, S) normalised tensor of the transform's dtype.
 
         Raises:
-            ValueError: ``video`` is not (B, 3, T, H, W).
+            ValueError: ``video`` is not (B, 3, T, H, W), or a bad ``size``.
         """
-        if isinstance(video, bool):
-            return super().train(video)
         _check_video(video)
         params = self.sample(video.shape[0], generator=generator, device=video.device)
-        return self.apply(video[:, None], params)[:, 0]
+        return self.apply(video[:, None], params, output_size(video, size))[:, 0]
 
-    def eval(  # type: ignore[override]
-        self, video: Tensor | None = None, n_crops: int = 1
-    ) -> Tensor | ClipTransform:
+    def eval(self, video: Tensor, size: int | None = None, n_crops: int = 1) -> Tensor:
         """Deterministic crops + normalisation for evaluation.
 
         Crops of side S are taken without interpolation (frames with a short side below S are
         resized first): 1 = centre, 3 = left/centre/right, 5 = corners + centre.
 
         Args:
-            video: (B, 3, T, H, W) or (B, V, 3, T, H, W), uint8 or float in [0, 1]. None sets
-                evaluation mode (``nn.Module.eval``).
+            video: (B, 3, T, H, W) or (B, V, 3, T, H, W), uint8 or float in [0, 1].
+            size: crop side S (None = the frames' short side).
             n_crops: 1, 3 or 5.
 
         Returns:
             (B, 3, T, S, S) for 5-D input with ``n_crops=1``, otherwise
             (B, V * n_crops, 3, T, S, S) (view-major: view 0's crops first; V = 1 for 5-D
-            input); ``self`` when ``video`` is None.
+            input).
 
         Raises:
-            ValueError: for other shapes or ``n_crops``.
+            ValueError: for other shapes, ``n_crops`` or ``size``.
         """
-        if video is None:
-            return super().train(False)
+        check_choice("n_crops", n_crops, EVAL_CROPS)
+        side = output_size(video, size)
         if video.dim() == 5:
             _check_video(video)
-            crops = self.normalize(spatial_crops(video, self.crop_size, n_crops))
+            crops = self.normalize(spatial_crops(video, side, n_crops))
             return crops[:, 0] if n_crops == 1 else crops
         if video.dim() == 6 and video.shape[2] == 3:
             b, v = video.shape[:2]
-            crops = self.normalize(spatial_crops(video.flatten(0, 1), self.crop_size, n_crops))
+            crops = self.normalize(spatial_crops(video.flatten(0, 1), side, n_crops))
             return crops.reshape(b, v * n_crops, *crops.shape[2:])
         raise ValueError(
             f"video must be (B, 3, T, H, W) or (B, V, 3, T, H, W), got shape={tuple(video.shape)}"
         )
 
-    def extra_repr(self) -> str:
+    def __repr__(self) -> str:
         return (
-            f"crop_size={self.crop_size}, crop_scale={self.crop_scale}, "
-            f"flip_prob={self.flip_prob}, rotation_degrees={self.rotation_degrees}, "
-            f"jitter_mode={self.jitter_mode}, dtype={self.dtype}"
+            f"ClipTransform(crop_scale={self.crop_scale}, crop_ratio={self.crop_ratio}, "
+            f"flip_prob={self.flip_prob}, jitter={self.jitter}, jitter_mode={self.jitter_mode!r}, "
+            f"rotation_degrees={self.rotation_degrees}, dtype={self.dtype!r})"
         )
-
-
-def _check_crop_size(size: object) -> None:
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ValueError(f"crop_size must be a positive int, got crop_size={size!r}")

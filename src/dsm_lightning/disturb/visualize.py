@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from dsm_lightning.disturb.simple import KINETICS_MEAN, KINETICS_STD, denormalize
+from dsm_lightning.normalization import KINETICS_MEAN, KINETICS_STD, denormalize
 
 ROWS: tuple[str, ...] = ("anchor", "positive", "negative")
 

@@ -19,9 +19,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from dsm_lightning.disturb.simple import KINETICS_MEAN, KINETICS_STD
 from dsm_lightning.models.backbones import BackboneWrapper, as_backbone
 from dsm_lightning.models.registry import create_backbone
+from dsm_lightning.normalization import KINETICS_MEAN, KINETICS_STD
 
 __all__ = [
     "ENCODER_FORMAT",
@@ -36,7 +36,7 @@ __all__ = [
 
 ENCODER_FORMAT = "dsm-lightning-encoder"
 ENCODER_VERSION = 1
-#: Aliases of the package's one default normalisation, ``disturb.simple.KINETICS_MEAN`` /
+#: Aliases of the package's one default normalisation, ``normalization.KINETICS_MEAN`` /
 #: ``KINETICS_STD`` (the ``TripletBuilder``'s defaults); kept for existing imports.
 DEFAULT_MEAN = KINETICS_MEAN
 DEFAULT_STD = KINETICS_STD
