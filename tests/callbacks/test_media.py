@@ -39,10 +39,11 @@ def batch_with_all_negatives() -> tuple[dict[str, torch.Tensor], dict[str, torch
 
 
 def fake_trainer(tmp_path: Path, kinds=KINDS) -> SimpleNamespace:
-    augment = SimpleNamespace(mean=MEAN, std=STD, negative_kinds=kinds)
+    augment = SimpleNamespace(negative_kinds=kinds)
+    transform = SimpleNamespace(mean=MEAN, std=STD)
     return SimpleNamespace(log_dir=str(tmp_path), default_root_dir=str(tmp_path),
                            current_epoch=0, global_step=0, loggers=[],
-                           datamodule=SimpleNamespace(augment=augment))
+                           datamodule=SimpleNamespace(augment=augment, transform=transform))
 
 
 def test_rows_name_every_negative_kind():

@@ -10,6 +10,7 @@ import pytest
 from helpers.fit_configs import SCRIPT_CONFIGS
 
 from dsm_lightning import cli
+from dsm_lightning.disturb import ClipTransform
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = ROOT / "examples" / "configs"
@@ -221,8 +222,10 @@ def test_config_instantiates_without_touching_files(path: Path, tmp_path: Path, 
     assert f"dsm_lightning.{type(built.model).__name__}" in MODULES
     assert isinstance(built.datamodule, VideoDataModule)
     data = built.datamodule
-    assert data.transform.crop_size == data.augment.crop_size == data.hparams.crop_size
-    assert data.augment.transform is data.transform  # one transform for every path
+    # one transform for every path, the data module's; the builder holds none of its own
+    assert isinstance(data.transform, ClipTransform) and data.hparams.crop_size > 0
+    assert not any(isinstance(v, ClipTransform) for m in data.augment.modules()
+                   for v in vars(m).values())
     if hasattr(built.model, "classifier"):
         assert built.model.classifier.out_features == 5
     assert list(tmp_path.iterdir()) == [], "instantiation wrote files"

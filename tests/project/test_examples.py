@@ -203,7 +203,7 @@ def test_custom_disturbance_speed_is_stacked_in_all_mode(speed_script):
 def test_custom_disturbance_script_trains_dsm_with_the_speed_negative(tmp_path, speed_script):
     result = speed_script["main"](["--fast", "--out-dir", str(tmp_path), "--speed-prob", "1"])
     assert result["builder"].negative_kinds == ("shift", "reverse", "speed")
-    assert result["builder"].negative_probs == (0.0, 0.0, 1.0)
+    assert result["builder"].temporal.probs == (0.0, 0.0, 1.0)
     assert result["png"].is_file()
     triplet = result["triplet"]
     assert set(triplet) == {"anchor", "positive", "negative"}
