@@ -220,7 +220,7 @@ def test_custom_registration_and_wrapper_for_feature_maps_and_vectors():
         vector = create_backbone(name, dim=6)
         assert vector(torch.randn(3, 3, 2, 4, 4)).shape == (3, 6)
     finally:
-        registry_module._BACKBONES.pop(name, None)
+        registry_module._BACKBONES.unregister(name)
     fmap = BackboneWrapper(nn.Conv3d(3, 7, 3, padding=1))  # feature map -> dry run finds D
     assert fmap.feature_dim == 7
     video = torch.randn(2, 3, 4, 8, 8)
