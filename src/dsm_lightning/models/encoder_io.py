@@ -20,8 +20,8 @@ import torch
 from torch import nn
 
 from dsm_lightning.disturb.simple import KINETICS_MEAN, KINETICS_STD
-from dsm_lightning.models.backbones import BackboneWrapper, as_backbone
 from dsm_lightning.models.registry import create_backbone
+from dsm_lightning.models.wrappers import BackboneWrapper, as_backbone
 
 __all__ = [
     "ENCODER_FORMAT",
