@@ -19,9 +19,8 @@ from dsm_lightning.evaluation.out_of_context import (
     foreground_iou,
     insert_static_foreground,
     make_backgrounds,
-    noise_backgrounds,
+    procedural_backgrounds,
     static_copy,
-    stripe_backgrounds,
     swap_background,
     synthesize,
 )
@@ -149,14 +148,19 @@ def test_same_seed_same_clips_other_seed_other_clips(variant):
     assert not torch.equal(first.clips, other.clips)
 
 
-@pytest.mark.parametrize("make", [stripe_backgrounds, noise_backgrounds])
-def test_procedural_backgrounds_are_seeded_images_in_range(make):
-    a = make((4, 3, 32, 24), gen(2))
+@pytest.mark.parametrize("kind", ["stripes", "noise"])
+def test_procedural_backgrounds_are_seeded_images_in_range(kind):
+    a = procedural_backgrounds(kind, (4, 3, 32, 24), gen(2))
     assert a.shape == (4, 3, 32, 24) and a.min() >= 0 and a.max() <= 1
-    assert torch.equal(a, make((4, 3, 32, 24), gen(2)))
-    assert not torch.equal(a, make((4, 3, 32, 24), gen(3)))
+    assert torch.equal(a, procedural_backgrounds(kind, (4, 3, 32, 24), gen(2)))
+    assert not torch.equal(a, procedural_backgrounds(kind, (4, 3, 32, 24), gen(3)))
     assert (a.flatten(1).std(dim=1) > 0.05).all()  # an image, not a flat colour
     assert not torch.equal(a[0], a[1])  # one draw per image
+    if kind == "stripes":  # two opposite colours per image
+        colours = a[0].flatten(1).unique(dim=1)
+        assert colours.shape[1] == 2 and torch.allclose(colours.sum(dim=1), torch.ones(3))
+    with pytest.raises(ValueError, match="kind"):
+        procedural_backgrounds("places", (1, 3, 8, 8), gen())
 
 
 def test_bad_masks_get_clear_errors():

@@ -48,9 +48,8 @@ from dsm_lightning.disturb.fame import foreground_mask
 __all__ = [
     "BACKGROUNDS", "TESTS", "VARIANTS", "OutOfContextBatch", "check_masks",
     "conflict_scores", "draw_other_class", "estimate_foreground", "foreground_iou",
-    "insert_static_foreground", "make_backgrounds", "noise_backgrounds",
-    "other_class_backgrounds", "static_copy", "stripe_backgrounds", "swap_background",
-    "synthesize",
+    "insert_static_foreground", "make_backgrounds", "other_class_backgrounds",
+    "procedural_backgrounds", "static_copy", "swap_background", "synthesize",
 ]
 
 #: Background makers, by name.
@@ -258,35 +257,48 @@ def other_class_backgrounds(
     return _fill_holes(frame, frame_mask)[donor], donor
 
 
-def stripe_backgrounds(
-    shape: tuple[int, int, int, int], generator: torch.Generator,
+def procedural_backgrounds(
+    kind: str, shape: tuple[int, int, int, int], generator: torch.Generator,
     device: torch.device | str | None = None,
 ) -> Tensor:
-    """Class-free stripe images: two opposite colours in hard-edged wavy stripes.
+    """Class-free images, one random draw per image.
 
-    Per image: colour ``c`` ~ U(0, 1) and ``1 - c``; angle U(0, pi); period 6-25 % of the
-    frame side; a sinusoidal wave across the stripes (amplitude up to one period, wave
-    length 50-150 % of the side); random phases.
+    - ``"stripes"``: two opposite colours (``c`` ~ U(0, 1) and ``1 - c``) in hard-edged
+      stripes at an angle U(0, pi), period 6-25 % of the frame side, bent by a sinusoidal
+      wave (amplitude up to one period, wave length 50-150 % of the side), random phases;
+    - ``"noise"``: Gaussian colour noise at 2x2 to 32x32 cells, bilinearly upsampled,
+      summed with random octave weights, normalised to mean 0.5 and std 0.2 per image.
 
     Args:
+        kind: ``"stripes"`` or ``"noise"``.
         shape: output size (B, C, H, W).
         generator: random source (draws on its device).
         device: where the result lives (default: the generator's device).
 
     Returns:
         (B, C, H, W) float32 images in [0, 1].
+
+    Raises:
+        ValueError: unknown kind.
     """
+    check_choice("kind", kind, ("stripes", "noise"))
+    out_device = device if device is not None else generator.device
+    maker = _stripes if kind == "stripes" else _noise
+    return maker(shape, generator, torch.device(out_device))
+
+
+def _stripes(shape: tuple[int, int, int, int], generator: torch.Generator,
+             device: torch.device) -> Tensor:
     batch, channels, height, width = shape
-    g_device = generator.device
-    draws = torch.rand(batch, 6 + channels, generator=generator, device=g_device)
-    draws = draws.to(device if device is not None else g_device)
+    draws = torch.rand(batch, 6 + channels, generator=generator, device=generator.device)
+    draws = draws.to(device)
     angle, period, amplitude, wave, phase, wave_phase = (draws[:, k, None, None] for k in range(6))
     side = float(min(height, width))
     period = side * (0.06 + 0.19 * period)
     amplitude, wave = amplitude * period, side * (0.5 + wave)
     angle = angle * math.pi
-    ys = torch.arange(height, device=draws.device, dtype=torch.float32)[None, :, None]
-    xs = torch.arange(width, device=draws.device, dtype=torch.float32)[None, None, :]
+    ys = torch.arange(height, device=device, dtype=torch.float32)[None, :, None]
+    xs = torch.arange(width, device=device, dtype=torch.float32)[None, None, :]
     along = xs * torch.cos(angle) + ys * torch.sin(angle)
     across = -xs * torch.sin(angle) + ys * torch.cos(angle)
     bent = across + amplitude * torch.sin(2 * math.pi * (along / wave + wave_phase))
@@ -295,30 +307,17 @@ def stripe_backgrounds(
     return torch.where(on, colour, 1 - colour)
 
 
-def noise_backgrounds(
-    shape: tuple[int, int, int, int], generator: torch.Generator,
-    device: torch.device | str | None = None,
-) -> Tensor:
-    """Class-free coloured noise: Gaussian noise at 2x2 to 32x32 cells, bilinearly upsampled,
-    summed with random octave weights, normalised to mean 0.5 and std 0.2 per image.
-
-    Args:
-        shape: output size (B, C, H, W).
-        generator: random source (draws on its device).
-        device: where the result lives (default: the generator's device).
-
-    Returns:
-        (B, C, H, W) float32 images in [0, 1].
-    """
+def _noise(shape: tuple[int, int, int, int], generator: torch.Generator,
+           device: torch.device) -> Tensor:
     batch, channels, height, width = shape
-    g_device = generator.device
-    out_device = device if device is not None else g_device
     octaves = (2, 4, 8, 16, 32)
-    weights = torch.rand(batch, len(octaves), generator=generator, device=g_device).to(out_device)
-    total = torch.zeros(batch, channels, height, width, device=out_device)
+    weights = torch.rand(batch, len(octaves), generator=generator, device=generator.device)
+    weights = weights.to(device)
+    total = torch.zeros(batch, channels, height, width, device=device)
     for k, cells in enumerate(octaves):  # a loop over the five octaves, not over samples
-        grid = torch.randn(batch, channels, cells, cells, generator=generator, device=g_device)
-        grid = F.interpolate(grid.to(out_device), size=(height, width), mode="bilinear",
+        grid = torch.randn(batch, channels, cells, cells, generator=generator,
+                           device=generator.device)
+        grid = F.interpolate(grid.to(device), size=(height, width), mode="bilinear",
                              align_corners=False)
         total = total + weights[:, k, None, None, None] * grid
     flat = total.flatten(1)
@@ -349,9 +348,9 @@ def make_backgrounds(
     if kind == "other_class":
         return other_class_backgrounds(clips, labels, masks, generator)
     batch, channels, _, height, width = clips.shape
-    maker = stripe_backgrounds if kind == "stripes" else noise_backgrounds
-    images = maker((batch, channels, height, width), generator, clips.device).to(clips.dtype)
-    return images, torch.full((batch,), -1, dtype=torch.long, device=clips.device)
+    images = procedural_backgrounds(kind, (batch, channels, height, width), generator,
+                                    clips.device)
+    return images.to(clips.dtype), torch.full((batch,), -1, dtype=torch.long, device=clips.device)
 
 
 def static_copy(clips: Tensor, frame_index: int | Tensor) -> Tensor:
