@@ -106,11 +106,10 @@ def test_sequential_decode_shows_the_encoded_frames_in_order(corpus, name):
 
 @pytest.mark.parametrize("config", list(CONFIGS))
 @pytest.mark.parametrize("name", NAMES)
-def test_every_clip_equals_the_sequential_decode(corpus, name, config, monkeypatch):
+def test_every_clip_equals_the_sequential_decode(corpus, name, config):
     decoder, size, options, threads = CONFIGS[config]
     if decoder == "torchcodec" and torchcodec_backend.unavailable_reason():
         pytest.skip(torchcodec_backend.unavailable_reason())
-    monkeypatch.setattr(video_io, "_CODEC_OPTIONS", options)
     entry = corpus[name]
     reference = sequential_decode(entry.path, size)
     assert load_frame_index(entry.path).num_frames == entry.num_frames
@@ -134,7 +133,7 @@ def test_every_clip_equals_the_sequential_decode(corpus, name, config, monkeypat
         checked += 1
         try:
             frames = decode_clip(entry.path, clip, frame_size=size, threads=threads,
-                                 decoder=decoder)
+                                 decoder=decoder, codec_options=options)
         except VideoDecodeError as err:
             refused.append((clip, str(err)))
             continue

@@ -479,7 +479,7 @@ def test_a_user_source_registers_without_touching_the_library(tmp_path):
         with pytest.raises(ValueError, match="already registered"):
             register_source("flat_test")(type("Other", (VideoSource,), {}))
     finally:
-        registry._SOURCES.pop("flat_test", None)
+        registry._SOURCES.unregister("flat_test")
     assert "flat_test" not in list_sources()
 
 

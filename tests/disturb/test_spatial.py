@@ -233,5 +233,5 @@ def test_a_registered_spatial_kind_is_chosen_like_the_built_ins():
         is_user = (chosen == torch.tensor([0.5, 0.0])).flatten(1).all(1)
         assert 0.2 < is_user.float().mean() < 0.8
     finally:
-        __import__("dsm_lightning.disturb.spatial").disturb.spatial._SPATIAL.pop(
-            "quarter_shift", None)
+        __import__("dsm_lightning.disturb.spatial").disturb.spatial._SPATIAL.unregister(
+            "quarter_shift")

@@ -110,14 +110,19 @@ def test_registered_frame_kind_is_usable_by_the_triplet_builder():
     )
     from dsm_lightning.disturb.temporal import _FRAME_BUILDERS
 
+    def other_speed(batch, frames, *, length, generator, device):
+        return ((torch.arange(frames, device=device) * 3) % frames).expand(batch, frames)
+
     def double_speed(batch, frames, *, length, generator, device):
         return ((torch.arange(frames, device=device) * 2) % frames).expand(batch, frames)
 
     register_frame_kind("double_speed", double_speed)
     try:
         assert "double_speed" in frame_kinds()
-        with pytest.raises(ValueError, match="already registered"):
-            register_frame_kind("double_speed", double_speed)
+        with pytest.raises(ValueError, match="already registered"):  # another builder
+            register_frame_kind("double_speed", other_speed)
+        assert register_frame_kind("double_speed", double_speed) is double_speed  # the same
+        assert frame_kinds().count("double_speed") == 1
         builder = TripletBuilder(negative_kinds=("double_speed",), seed=0)
         video = torch.arange(8, dtype=torch.uint8).view(1, 1, 8, 1, 1).expand(2, 3, 8, 8, 8) * 30
         out = builder(video.contiguous())
@@ -127,8 +132,8 @@ def test_registered_frame_kind_is_usable_by_the_triplet_builder():
         with pytest.raises(ValueError, match="identity row"):
             TripletBuilder(negative_kinds=("identity",), seed=0)(video.contiguous(), size=8)
     finally:
-        _FRAME_BUILDERS.pop("double_speed", None)
-        _FRAME_BUILDERS.pop("identity", None)
+        _FRAME_BUILDERS.unregister("double_speed")
+        _FRAME_BUILDERS.unregister("identity")
     with pytest.raises(ValueError, match="negative_kinds"):
         TripletBuilder(negative_kinds=("double_speed",))
     with pytest.raises(ValueError, match="shift"):

@@ -29,7 +29,7 @@ from dsm_lightning.models.i3d_inception import same_padding
 # Small settings where the full model is too slow for CI (the full ones build the same code).
 SMALL = {
     "c3d": {"width": 8},
-    "csn_r101": {"width": 8, "depth": 50},
+    "csn_r101": {"width": 4},
     "r2plus1d_r50": {"width": 8},
     "slow_r50": {"width": 8},
     "x3d_xs": {"width_factor": 0.5, "depth_factor": 0.5, "head_dim": 64},
@@ -106,7 +106,8 @@ def test_pytorchvideo_family_lists_every_hub_builder_and_passes_kwargs():
 def test_pytorchvideo_family_errors_name_the_problem():
     with pytest.raises(ValueError, match="never does"):
         create_backbone("pytorchvideo:x3d_xs", pretrained=True)
-    assert create_backbone("pytorchvideo:x3d_xs", pretrained=False, progress=False).feature_dim
+    assert create_backbone("pytorchvideo:x3d_xs", pretrained=False,
+                           progress=False).feature_dim == 2048  # head_dim_out of the hub's X3D
     with pytest.raises(ValueError, match=r"unknown pytorchvideo hub builder 'x3d_xxl'; "
                                          r"available: c2d_r50"):
         create_backbone("pytorchvideo:x3d_xxl")
@@ -192,10 +193,71 @@ def test_public_code_inception_i3d_layout():
     assert create_backbone("i3d_inception", in_channels=2).model.conv3d_1a_7x7.conv3d.in_channels == 2
 
 
+# preset name -> (its keywords, the same network's keywords under "pytorchvideo:<name>")
+PRESETS = {
+    "slow_r50": ({"width": 8, "in_channels": 2}, {"stem_dim_out": 8, "input_channel": 2}),
+    "i3d_r50": ({"width": 8, "depth": 101}, {"stem_dim_out": 8, "model_depth": 101}),
+    "r2plus1d_r50": ({"width": 8}, {"stem_dim_out": 8}),
+    "csn_r101": ({"width": 4}, {"stem_dim_out": 4}),
+    "x3d_xs": ({"width_factor": 0.5, "depth_factor": 0.5, "head_dim": 64},
+               {"width_factor": 0.5, "depth_factor": 0.5, "head_dim_out": 64}),
+    "x3d_s": ({"head_dim": 32, "width_factor": 0.5}, {"head_dim_out": 32, "width_factor": 0.5}),
+    "x3d_m": ({"depth_factor": 0.5, "width_factor": 0.5},
+              {"depth_factor": 0.5, "width_factor": 0.5}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_named_pytorchvideo_backbones_are_presets_of_the_hub_family(name):
+    """``create_backbone(name, width=...)`` is ``pytorchvideo:<name>`` with the hub's keywords:
+    the same modules, the same weights from the same seed, the same features."""
+    preset_kwargs, hub_kwargs = PRESETS[name]
+    torch.manual_seed(0)
+    preset = create_backbone(name, **preset_kwargs).eval()
+    torch.manual_seed(0)
+    hub = create_backbone(f"pytorchvideo:{name}", **hub_kwargs).eval()
+    assert repr(preset) == repr(hub) and preset.feature_dim == hub.feature_dim
+    for (key, value), (hub_key, hub_value) in zip(preset.state_dict().items(),
+                                                  hub.state_dict().items(), strict=True):
+        assert key == hub_key
+        torch.testing.assert_close(value, hub_value, rtol=0, atol=0)
+    video = torch.randn(1, preset_kwargs.get("in_channels", 3), 4, 32, 32)
+    torch.testing.assert_close(preset(video), hub(video), rtol=0, atol=0)
+
+
+def test_preset_keywords_and_their_hub_twins_are_not_both_given():
+    with pytest.raises(ValueError, match="slow_r50: stem_dim_out is set from the preset"):
+        create_backbone("slow_r50", width=8, stem_dim_out=8)
+    with pytest.raises(ValueError, match="x3d_xs: head_dim_out"):
+        create_backbone("x3d_xs", head_dim_out=8)
+    assert create_backbone("csn_r101", width=4).model.blocks[0].pool is not None  # hub stem
+
+
 def test_feature_dim_follows_width_knobs():
     assert create_backbone("tiny3d", width=4).feature_dim == 32
     assert create_backbone("c3d", width=8).feature_dim == 64
     assert create_backbone("slow_r50", width=8).feature_dim == 256
+
+
+@pytest.mark.parametrize("name", ["tiny3d", "c3d"])
+def test_own_cnns_check_their_arguments_at_construction(name):
+    with pytest.raises(ValueError, match=r"norm must be one of \('batch', 'group', 'none'\)"):
+        create_backbone(name, norm="layer")
+    with pytest.raises(ValueError, match="width must be an int >= 1, got width=0"):
+        create_backbone(name, width=0)
+    grouped = create_backbone(name, width=2, norm="group").model.features
+    assert [type(m).__name__ for m in grouped[:3]] == ["Conv3d", "GroupNorm", "ReLU"]
+    assert grouped[0].bias is None and create_backbone(name, width=2, norm="none").model.features[0].bias is not None
+
+
+def test_moved_names_keep_their_old_import_path():
+    from dsm_lightning.models import backbones, c3d, pytorchvideo_hub, tiny3d, wrappers
+
+    assert backbones.BackboneWrapper is wrappers.BackboneWrapper
+    assert backbones.as_backbone is wrappers.as_backbone
+    assert backbones.infer_feature_dim is wrappers.infer_feature_dim
+    assert backbones.strip_pytorchvideo_head is pytorchvideo_hub.strip_pytorchvideo_head
+    assert (backbones.C3D, backbones.Tiny3D) == (c3d.C3D, tiny3d.Tiny3D)
 
 
 def test_register_duplicate_and_unknown_names_raise():
@@ -220,7 +282,7 @@ def test_custom_registration_and_wrapper_for_feature_maps_and_vectors():
         vector = create_backbone(name, dim=6)
         assert vector(torch.randn(3, 3, 2, 4, 4)).shape == (3, 6)
     finally:
-        registry_module._BACKBONES.pop(name, None)
+        registry_module._BACKBONES.unregister(name)
     fmap = BackboneWrapper(nn.Conv3d(3, 7, 3, padding=1))  # feature map -> dry run finds D
     assert fmap.feature_dim == 7
     video = torch.randn(2, 3, 4, 8, 8)

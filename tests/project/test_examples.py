@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from dsm_lightning import DSMLightningModule, TripletBuilder
 from dsm_lightning.disturb import temporal
-from dsm_lightning.disturb.temporal import frame_kinds, negative_kinds
+from dsm_lightning.disturb.temporal import frame_kinds, negative_kinds, register_frame_kind
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -125,7 +125,7 @@ def test_retrieval_reports_recall_and_writes_neighbour_lists(tmp_path):
 @pytest.fixture(autouse=True)
 def frame_kind_registry(monkeypatch) -> None:
     """Kinds registered by a test (running the example registers "speed") end with it."""
-    monkeypatch.setattr(temporal, "_FRAME_BUILDERS", dict(temporal._FRAME_BUILDERS))
+    monkeypatch.setattr(temporal, "_FRAME_BUILDERS", temporal._FRAME_BUILDERS.copy())
 
 
 @pytest.fixture
@@ -169,8 +169,12 @@ def test_custom_disturbance_registers_speed_with_speeds_below_the_clip_length(sp
     assert torch.equal((index[:, 1:] - index[:, :-1]) % 3, torch.full((64, 2), 2))
     with pytest.raises(ValueError, match="speeds"):
         speed_kind(2, 2, length=1, generator=g, device="cpu")
-    _script("custom_disturbance")  # re-running the file registers nothing new
+    rerun = _script("custom_disturbance")  # re-running the file registers nothing new
     assert frame_kinds().count("speed") == 1
+    # the re-run's speed_kind is the same definition: registering it replaces the first
+    assert register_frame_kind("speed", rerun["speed_kind"]) is rerun["speed_kind"]
+    assert temporal._FRAME_BUILDERS.get("speed") is rerun["speed_kind"]
+    assert frame_kinds()[-1] == "speed" and frame_kinds().count("speed") == 1
 
 
 def test_custom_disturbance_speed_is_sampled_by_triplet_builder(speed_script):
@@ -346,9 +350,9 @@ def csv_paths_free():
     """The example registers "csv_paths" on every run: start and end without it."""
     from dsm_lightning.data.sources import base
 
-    base._SOURCES.pop("csv_paths", None)
+    base._SOURCES.unregister("csv_paths")
     yield
-    base._SOURCES.pop("csv_paths", None)
+    base._SOURCES.unregister("csv_paths")
 
 
 def test_custom_source_trains_on_a_user_layout(tmp_path, csv_paths_free):

@@ -1,10 +1,10 @@
-"""Synthetic scene-biased video source: class = motion, scene = shortcut.
+"""Synthetic scene-biased video sources: class = motion, scene = shortcut.
 
-Each video shows one textured sprite over a background scene. The class is the sprite's
-motion only; appearance (shape, colours, stripes, size) is drawn per video independently
-of the class, and positions / angles / sizes start at random phases so that no single
-frame reveals the class (the size at the middle frame has the same distribution for
-"zoom in" and "zoom out"). Motions, in class order (the first ``num_classes`` are used):
+Each video shows textured sprites (the *actors*) over a background scene. The class is the
+actors' motion only; appearance (shape, colours, stripes, size) is drawn per video
+independently of the class, and positions / angles / sizes start at random phases so that
+no single frame reveals the class (the size at the middle frame has the same distribution
+for "zoom in" and "zoom out"). Motions, in class order (the first ``num_classes`` are used):
 
 ====  ==================  ==========================================================
  id    name                motion (64 px frames; distances scale with ``size``)
@@ -20,9 +20,20 @@ frame reveals the class (the size at the middle frame has the same distribution 
  8-11  move_{up,down}_{right,left}  diagonal translations
 ====  ==================  ==========================================================
 
-Scene ``k`` is a random crop of one image that ships with scikit-image (no download);
-class ``k`` is tied to scene ``k``. Splits written (``n`` = ``videos_per_class``,
-``m`` = ``eval_videos_per_class``):
+Scene ``k`` is a random crop of scene image ``k``; class ``k`` is tied to scene ``k``. The
+generator has named presets (``PRESETS``, one registered source each, see
+``data/sources/synthetic.py``) that differ in character:
+
+=============  ==============================  =======================  ==================
+ preset         scenes (``scene_kind``)         actors                   other motion
+=============  ==============================  =======================  ==================
+ ``photo``      scikit-image photos             3, base size             none
+ ``camera``     smooth low-frequency fields     1, 1.6x larger           camera pan + zoom
+ ``clutter``    high-frequency textures         4, 0.65x smaller         5 distractors
+=============  ==============================  =======================  ==================
+
+Rendering (scenes, actors, distractors, camera) lives in ``data/synthetic_render.py``.
+Splits written (``n`` = ``videos_per_class``, ``m`` = ``eval_videos_per_class``):
 
 - ``train`` (n per class), ``val`` (max(2, n // 6) per class), ``test`` (m per class):
   a fraction ``bias`` of each class on its own scene, the rest on random other scenes;
@@ -34,7 +45,8 @@ class ``k`` is tied to scene ``k``. Splits written (``n`` = ``videos_per_class``
 
 Files: ``<cache_dir>/<split>/<class>/<split>_<i>.mp4`` (H.264, CRF 10, 25 fps) and
 ``manifest.json``, written last; a complete cache with the same settings is reused.
-Everything is deterministic given the settings (one RNG per video from ``seed``).
+Everything is deterministic given the settings (one RNG per video from ``seed``), so the
+true foreground masks are re-rendered on demand (``ForegroundMasks``) rather than stored.
 """
 
 from __future__ import annotations
@@ -42,44 +54,57 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import multiprocessing
 import os
 import shutil
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 import av
 import numpy as np
 
+from dsm_lightning._checks import check_at_least, check_choice, check_fraction, check_int
+from dsm_lightning.data.synthetic_render import (
+    MOTIONS,
+    SCENE_KINDS,
+    SCENES,
+    load_scenes,
+    render_video,
+    scene_images,
+    scene_names,
+)
 from dsm_lightning.progress import track
+
+__all__ = [
+    "FORMAT", "MOTIONS", "PRESETS", "SCENES", "SCENE_KINDS", "SPLITS", "VERSION",
+    "ForegroundMasks", "default_cache_dir", "generate_synthetic", "load_scenes",
+    "read_manifest", "render_planned", "render_video", "scene_images", "scene_names",
+    "settings_hash", "synthetic_settings", "write_video",
+]
 
 log = logging.getLogger(__name__)
 
 FORMAT = "dsm-lightning-synthetic"
 VERSION = 2
-MOTIONS = (
-    "move_right", "move_left", "move_up", "move_down", "rotate_cw", "rotate_ccw",
-    "zoom_in", "zoom_out", "move_up_right", "move_up_left", "move_down_right", "move_down_left",
-)
-_DIRECTIONS = {
-    "move_right": (1.0, 0.0), "move_left": (-1.0, 0.0), "move_up": (0.0, -1.0),
-    "move_down": (0.0, 1.0), "move_up_right": (0.7071, -0.7071),
-    "move_up_left": (-0.7071, -0.7071), "move_down_right": (0.7071, 0.7071),
-    "move_down_left": (-0.7071, 0.7071),
-}
-#: scikit-image images that load offline, in scene order (grey ones get a tint).
-SCENES = (
-    "astronaut", "coffee", "rocket", "chelsea", "hubble_deep_field", "immunohistochemistry",
-    "retina", "colorwheel", "brick", "grass", "gravel", "camera",
-)
 SPLITS = (
     "train", "val", "test", "swapped_test", "balanced_train", "balanced_test",
     "test_static", "swapped_test_static", "balanced_test_static",
 )
-_TINTS = ((1.0, 0.85, 0.7), (0.7, 1.0, 0.75), (0.75, 0.8, 1.0), (1.0, 1.0, 0.6))
-_SCALE_RANGE = (0.55, 1.7)
-_SCENE_SIDE = 160  # scenes are pre-shrunk so their short side is this many pixels
+#: The extended settings and their defaults (the original generator's behaviour); a value
+#: equal to its default is left out of the settings dict, so the original dataset keeps
+#: its cache key.
+EXTENDED_DEFAULTS: dict[str, Any] = {
+    "scene_kind": "photo", "actor_scale": 1.0, "distractors": 0, "camera_speed": 0.0,
+    "camera_zoom": 0.0,
+}
+#: Named presets: the settings of each that differ from ``synthetic_settings``'s defaults.
+PRESETS: dict[str, dict[str, Any]] = {
+    "photo": {},
+    "camera": {"sprites": 1, "actor_scale": 1.6, "scene_kind": "smooth",
+               "camera_speed": 0.6, "camera_zoom": 0.004},
+    "clutter": {"sprites": 4, "actor_scale": 0.65, "scene_kind": "texture", "distractors": 5},
+}
 
 
 def synthetic_settings(
@@ -91,6 +116,12 @@ def synthetic_settings(
     bias: float = 0.9,
     seed: int = 0,
     sprites: int = 3,
+    *,
+    scene_kind: str = "photo",
+    actor_scale: float = 1.0,
+    distractors: int = 0,
+    camera_speed: float = 0.0,
+    camera_zoom: float = 0.0,
 ) -> dict[str, Any]:
     """Validated settings of a synthetic dataset (the cache key).
 
@@ -102,36 +133,48 @@ def synthetic_settings(
         size: Frame height and width in pixels.
         bias: Fraction of each class on its own scene in train / val / test.
         seed: Generation seed.
-        sprites: Sprites per video; all follow the video's class motion, each with its own
+        sprites: Actors per video; all follow the video's class motion, each with its own
             appearance, position and phase (more of the frame moves, so motion is a visible
             share of the pixels rather than a detail).
+        scene_kind: Scene images: ``"photo"`` (scikit-image), ``"smooth"`` (low-frequency
+            colour fields) or ``"texture"`` (high-frequency textures).
+        actor_scale: Actor size relative to the original (radius 11-17 % of the frame).
+        distractors: Class-independent moving discs per video (oscillating or orbiting).
+        camera_speed: Largest camera pan in px/frame at 64 px (0 = still camera).
+        camera_zoom: Largest camera log-zoom per frame (0 = no zoom).
 
     Returns:
-        A JSON-serialisable dict.
+        A JSON-serialisable dict (extended settings only where they differ from their
+        defaults, ``EXTENDED_DEFAULTS``).
 
     Raises:
-        ValueError: A value is out of range.
+        ValueError: A value is out of range (named).
     """
-    if not 1 <= num_classes <= len(MOTIONS):
+    check_int("num_classes", num_classes)
+    if num_classes > len(MOTIONS):
         raise ValueError(f"num_classes must be in [1, {len(MOTIONS)}], got {num_classes}")
-    if videos_per_class < 1 or eval_videos_per_class < 1:
-        raise ValueError(
-            f"videos per class must be >= 1, got {videos_per_class}, {eval_videos_per_class}"
-        )
-    if num_frames < 3:
-        raise ValueError(f"num_frames must be >= 3, got {num_frames}")
-    if size < 16:
-        raise ValueError(f"size must be >= 16, got {size}")
-    if not 0.0 <= bias <= 1.0:
-        raise ValueError(f"bias must be in [0, 1], got {bias}")
-    if sprites < 1:
-        raise ValueError(f"sprites must be >= 1, got {sprites}")
-    return {
+    check_int("videos_per_class", videos_per_class)
+    check_int("eval_videos_per_class", eval_videos_per_class)
+    check_int("num_frames", num_frames, minimum=3)
+    check_int("size", size, minimum=16)
+    check_fraction("bias", bias)
+    check_int("sprites", sprites)
+    check_choice("scene_kind", scene_kind, SCENE_KINDS)
+    check_fraction("actor_scale", actor_scale, 0.0, 4.0, open_low=True)
+    check_int("distractors", distractors, minimum=0)
+    check_at_least("camera_speed", camera_speed)
+    check_fraction("camera_zoom", camera_zoom, 0.0, 0.05)
+    settings = {
         "num_classes": num_classes, "videos_per_class": videos_per_class,
         "eval_videos_per_class": eval_videos_per_class, "num_frames": num_frames,
         "size": size, "bias": float(bias), "seed": seed, "fps": 25, "sprites": sprites,
         "format": FORMAT, "version": VERSION,
     }
+    extended = {"scene_kind": scene_kind, "actor_scale": float(actor_scale),
+                "distractors": distractors, "camera_speed": float(camera_speed),
+                "camera_zoom": float(camera_zoom)}
+    settings.update({k: v for k, v in extended.items() if v != EXTENDED_DEFAULTS[k]})
+    return settings
 
 
 def settings_hash(settings: dict[str, Any]) -> str:
@@ -182,133 +225,6 @@ def _plan(settings: dict[str, Any]) -> list[tuple[str, int, int, int, int]]:
     return plan + static
 
 
-# ----------------------------------------------------------------------------- render
-
-
-def _load_scene(name: str, tint_index: int) -> np.ndarray:
-    import skimage.data
-    from PIL import Image
-
-    image = np.asarray(getattr(skimage.data, name)())
-    if image.ndim == 2:
-        tint = np.asarray(_TINTS[tint_index % len(_TINTS)], dtype=np.float32)
-        image = (image[..., None].astype(np.float32) * tint).clip(0, 255).astype(np.uint8)
-    image = image[..., :3]
-    h, w = image.shape[:2]
-    scale = _SCENE_SIDE / min(h, w)
-    pil = Image.fromarray(image).resize((round(w * scale), round(h * scale)), Image.BILINEAR)
-    return np.asarray(pil)
-
-
-def load_scenes(num_scenes: int) -> list[np.ndarray]:
-    """The first ``num_scenes`` scene images, uint8 (H, W, 3), short side 160 px."""
-    return [_load_scene(name, i) for i, name in enumerate(SCENES[:num_scenes])]
-
-
-def _background(scene: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
-    from PIL import Image
-
-    h, w = scene.shape[:2]
-    side = int(min(h, w) * rng.uniform(0.55, 0.9))
-    y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
-    crop = Image.fromarray(scene[y : y + side, x : x + side]).resize((size, size), Image.BILINEAR)
-    out = np.asarray(crop).astype(np.float32) * rng.uniform(0.85, 1.15)
-    if rng.random() < 0.5:
-        out = out[:, ::-1]
-    return out
-
-
-def _hsv_colour(rng: np.random.Generator) -> np.ndarray:
-    import colorsys
-
-    rgb = colorsys.hsv_to_rgb(rng.random(), rng.uniform(0.6, 1.0), rng.uniform(0.75, 1.0))
-    return np.asarray(rgb, dtype=np.float32) * np.float32(255)
-
-
-def render_video(
-    label: int,
-    scene_image: np.ndarray,
-    settings: dict[str, Any],
-    rng: np.random.Generator,
-    only_frame: int | None = None,
-) -> np.ndarray:
-    """Frames of one synthetic video.
-
-    Args:
-        label: Motion class index (see module docstring).
-        scene_image: Scene image, uint8 (H, W, 3).
-        settings: Output of ``synthetic_settings``.
-        rng: Per-video random generator.
-        only_frame: Render just this frame (same draws as the full video).
-
-    Returns:
-        uint8 array (T, size, size, 3), or (1, size, size, 3) with ``only_frame``.
-    """
-    size, frames = settings["size"], settings["num_frames"]
-    motion = MOTIONS[label]
-    unit = size / 64.0
-    background = _background(scene_image, size, rng).astype(np.float32)
-    out_frames = frames if only_frame is None else 1
-    video = np.repeat(background[None], out_frames, axis=0)
-    for _ in range(settings.get("sprites", 1)):
-        # Sprite appearance: star-shaped blob, two-colour stripes, dark rim (class-independent).
-        n_vertices = int(rng.integers(5, 9))
-        radii = rng.uniform(0.55, 1.0, n_vertices)
-        radii[0] = 1.0  # one pronounced tip so orientation is visible
-        colour_a, colour_b = _hsv_colour(rng), _hsv_colour(rng) * 0.55
-        stripe_freq, stripe_angle = rng.uniform(1.2, 2.2), rng.uniform(0, math.pi)
-        base_radius = np.float32(rng.uniform(0.11, 0.17) * size)
-        # Motion parameters with random phases.
-        t = np.arange(frames, dtype=np.float32)
-        centre = np.stack([np.full(frames, rng.uniform(0, size)), np.full(frames, rng.uniform(0, size))], 1)
-        angle = np.full(frames, rng.uniform(0, 2 * math.pi), dtype=np.float32)
-        scale = np.full(frames, math.exp(rng.uniform(*np.log(_SCALE_RANGE))), dtype=np.float32)
-        if motion in _DIRECTIONS:
-            speed = rng.uniform(1.5, 2.5) * unit
-            direction = np.asarray(_DIRECTIONS[motion], dtype=np.float32)
-            centre = centre + t[:, None] * speed * direction[None]
-        elif motion.startswith("rotate"):
-            omega = math.radians(rng.uniform(5.0, 9.0)) * (1 if motion == "rotate_cw" else -1)
-            angle = angle + omega * t  # image y points down: positive angle turns clockwise
-        else:
-            lo, hi = np.log(_SCALE_RANGE)
-            travel = 0.7 * (hi - lo)
-            log_start = rng.uniform(lo, hi - travel)
-            log_scale = log_start + travel * t / max(frames - 1, 1)
-            scale = np.exp(log_scale if motion == "zoom_in" else (hi + lo) - log_scale)
-            scale = scale.astype(np.float32)
-        if only_frame is not None:
-            keep = slice(only_frame, only_frame + 1)
-            centre, angle, scale = centre[keep], angle[keep], scale[keep]
-        centre, angle, scale = (np.asarray(a, dtype=np.float32) for a in (centre, angle, scale))
-        # Vectorised over (T, H, W): toroidal offset to the centre; the costly sprite maths runs
-        # only on pixels inside the sprite's bounding circle.
-        ys, xs = np.meshgrid(np.arange(size, dtype=np.float32) + 0.5,
-                             np.arange(size, dtype=np.float32) + 0.5, indexing="ij")
-        half = np.float32(size / 2)
-        dx = (xs[None] - centre[:, 0, None, None] + half) % size - half
-        dy = (ys[None] - centre[:, 1, None, None] + half) % size - half
-        radius = base_radius * scale
-        near = dx * dx + dy * dy < (radius * radius)[:, None, None]
-        ti, yi, xi = np.nonzero(near)
-        dx, dy = dx[ti, yi, xi], dy[ti, yi, xi]
-        cos, sin, radius = np.cos(angle)[ti], np.sin(angle)[ti], radius[ti]
-        u = (cos * dx + sin * dy) / radius
-        v = (-sin * dx + cos * dy) / radius
-        dist = np.sqrt(u * u + v * v)
-        theta = (np.arctan2(v, u) % (2 * math.pi)) / (2 * math.pi) * n_vertices
-        lower = np.floor(theta).astype(np.int64) % n_vertices
-        frac = theta - np.floor(theta)
-        edge = radii[lower] * (1 - frac) + radii[(lower + 1) % n_vertices] * frac
-        inside = dist < edge
-        rim = dist[inside] > edge[inside] - 0.14
-        stripes = np.floor((u * math.cos(stripe_angle) + v * math.sin(stripe_angle)) * stripe_freq)
-        sprite = np.where((stripes[inside] % 2 == 0)[:, None], colour_a, colour_b)
-        sprite = np.where(rim[:, None], sprite * np.float32(0.25), sprite)
-        video[ti[inside], yi[inside], xi[inside]] = sprite
-    return video.clip(0, 255).astype(np.uint8)
-
-
 def write_video(path: str, frames: np.ndarray, fps: int = 25) -> None:
     """Encode uint8 frames (T, H, W, 3) as near-lossless H.264 (CRF 10) with PyAV."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -336,19 +252,73 @@ def _relpath(split: str, index: int, label: int) -> str:
     return os.path.join(split, MOTIONS[label], f"{split}_{index:05d}.mp4")
 
 
-def _make_one(task: tuple[str, int, int, int, int]) -> str:
+def render_planned(
+    task: tuple[str, int, int, int, int], scenes: list[np.ndarray], settings: dict[str, Any],
+    return_mask: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Frames (and true actor mask) of one planned video, from its own RNG.
+
+    Args:
+        task: ``(split, index, label, scene, split_code)``, an entry of the plan.
+        scenes: The scene images (``scene_images``).
+        settings: Output of ``synthetic_settings``.
+        return_mask: Also return the actor mask.
+
+    Returns:
+        uint8 (T, S, S, 3) frames; with ``return_mask`` a pair (frames, bool (T, S, S)
+        mask). ``*_static`` videos repeat the middle frame (and its mask).
+    """
     split, index, label, scene, code = task
-    settings = _WORKER["settings"]
     rng = np.random.default_rng([settings["seed"], code, index])
-    if split.endswith("_static"):
-        middle = settings["num_frames"] // 2
-        frame = render_video(label, _WORKER["scenes"][scene], settings, rng, only_frame=middle)
-        frames = np.repeat(frame, settings["num_frames"], axis=0)
-    else:
-        frames = render_video(label, _WORKER["scenes"][scene], settings, rng)
-    rel = _relpath(split, index, label)
+    frames = settings["num_frames"]
+    middle = frames // 2 if split.endswith("_static") else None
+    out = render_video(label, scenes[scene], settings, rng, only_frame=middle,
+                       return_mask=return_mask)
+    if middle is None:
+        return out
+    if return_mask:
+        return np.repeat(out[0], frames, axis=0), np.repeat(out[1], frames, axis=0)
+    return np.repeat(out, frames, axis=0)
+
+
+def _make_one(task: tuple[str, int, int, int, int]) -> str:
+    settings = _WORKER["settings"]
+    frames = render_planned(task, _WORKER["scenes"], settings)
+    rel = _relpath(task[0], task[1], task[2])
     write_video(os.path.join(_WORKER["root"], rel), frames, settings["fps"])
     return rel
+
+
+class ForegroundMasks(Sequence):
+    """The true actor masks of one split, re-rendered on demand from each video's RNG.
+
+    ``masks[i]`` is the bool (T, S, S) mask of the split's ``i``-th video (manifest order),
+    True where an actor (not a distractor) is drawn; it aligns with the decoded frames
+    (same size, every frame). Nothing is stored: a mask costs one rendering.
+
+    Args:
+        settings: Output of ``synthetic_settings``.
+        split: A split name (``SPLITS``).
+
+    Raises:
+        ValueError: unknown split.
+    """
+
+    def __init__(self, settings: dict[str, Any], split: str) -> None:
+        check_choice("split", split, SPLITS)
+        self.settings, self.split = settings, split
+        self._tasks = [task for task in _plan(settings) if task[0] == split]
+        self._scenes: list[np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def __getitem__(self, index: int) -> np.ndarray:  # type: ignore[override]
+        if self._scenes is None:
+            self._scenes = scene_images(self.settings.get("scene_kind", "photo"),
+                                        self.settings["num_classes"])
+        _, mask = render_planned(self._tasks[index], self._scenes, self.settings, True)
+        return mask
 
 
 def read_manifest(cache_dir: str) -> dict[str, Any] | None:
@@ -388,7 +358,8 @@ def generate_synthetic(
         shutil.rmtree(os.path.join(cache_dir, split), ignore_errors=True)
     os.makedirs(cache_dir, exist_ok=True)
     n_cls = settings["num_classes"]
-    scenes = load_scenes(n_cls)
+    kind = settings.get("scene_kind", "photo")
+    scenes = scene_images(kind, n_cls)
     plan = _plan(settings)
     workers = workers or os.cpu_count() or 1
     if workers <= 1 or len(plan) < 64:
@@ -410,7 +381,7 @@ def generate_synthetic(
         splits[split].append({"path": _relpath(split, index, label), "label": label, "scene": scene})
     manifest = {
         "format": FORMAT, "version": VERSION, "settings": settings,
-        "class_names": list(MOTIONS[:n_cls]), "scene_names": list(SCENES[:n_cls]),
+        "class_names": list(MOTIONS[:n_cls]), "scene_names": scene_names(kind, n_cls),
         "splits": splits,
     }
     tmp = os.path.join(cache_dir, "manifest.json.tmp")

@@ -5,10 +5,11 @@ e.g. ``apt-get install ffmpeg``), which may be another FFmpeg version than the o
 PyAV's wheels, with other demuxer behaviour. So this backend is given the frame index built
 by PyAV (as torchcodec's ``custom_frame_mappings``: no second scan of the file), asks for
 frames by index, and checks that every returned frame carries the expected presentation
-timestamp. Any disagreement or error makes it decline, and ``VideoReader`` decodes that
-file with PyAV instead (said once per file), so both backends give the same frames.
-torchcodec does not report frames its decoder flags corrupt; decoding errors (which it
-raises) also hand the file over to PyAV, which detects them.
+timestamp. Any disagreement or error makes it decline (``Declined``), and the decoder chain
+(``decoders.chain``) decodes that file with PyAV instead (said once per file), so both
+backends give the same frames. torchcodec does not report frames its decoder flags
+corrupt; decoding errors (which it raises) also hand the file over to PyAV, which detects
+them.
 """
 
 from __future__ import annotations
@@ -19,22 +20,12 @@ import json
 import numpy as np
 import torch
 
-from dsm_lightning.data.frame_index import FrameIndex, file_key
+from dsm_lightning._checks import check_int
+from dsm_lightning.data.decoders.base import Declined, EncodedVideo, FrameDecoder, Geometry
+from dsm_lightning.data.frame_index import FrameIndex
 
-# Files (``frame_index.file_key``) torchcodec declined in this process: PyAV from then on.
-_declined: set[tuple[str, int, int]] = set()
-
-
-class Declined(RuntimeError):
-    """torchcodec could not deliver the exact frames (the caller falls back to PyAV)."""
-
-
-def declined(path: str) -> bool:
-    """True when torchcodec already declined ``path`` (unchanged since) in this process."""
-    try:
-        return file_key(path) in _declined
-    except OSError:
-        return False
+__all__ = ["Declined", "TorchcodecDecoder", "TorchcodecFrames", "resize_crop",
+           "unavailable_reason"]
 
 
 @functools.lru_cache(maxsize=1)
@@ -80,7 +71,8 @@ class TorchcodecFrames:
         """Frames at display positions ``positions``: uint8 (N, H, W, 3).
 
         Raises:
-            Declined: torchcodec failed or returned frames at other timestamps.
+            Declined: torchcodec failed or returned frames at other timestamps (the caller
+                falls back to PyAV).
         """
         from torchcodec.decoders import VideoDecoder
 
@@ -93,21 +85,50 @@ class TorchcodecFrames:
             batch = self._decoder.get_frames_at(positions)
         except Exception as err:  # torchcodec reports every failure as RuntimeError & co.
             message = str(err).strip().splitlines()[-1] if str(err).strip() else repr(err)
-            self._decline(message[-200:], err)
+            raise Declined(message[-200:]) from err
         expected = self.index.display_pts[positions]
         returned = np.round(batch.pts_seconds.double().numpy() / float(self.index.time_base))
         if not np.array_equal(returned.astype(np.int64), expected):
             first = int(np.flatnonzero(returned != expected)[0])
-            self._decline(f"frame {positions[first]} came back with pts {int(returned[first])} "
-                          f"instead of {int(expected[first])}")
+            raise Declined(f"frame {positions[first]} came back with pts "
+                           f"{int(returned[first])} instead of {int(expected[first])}")
         return batch.data.numpy()
 
-    def _decline(self, reason: str, cause: BaseException | None = None) -> None:
-        try:
-            _declined.add(file_key(self.path))
-        except OSError:
-            pass
-        raise Declined(reason) from cause
+    def close(self) -> None:
+        """Drop torchcodec's decoder (made again on the next read)."""
+        self._decoder = None
+
+
+class TorchcodecDecoder(FrameDecoder):
+    """The torchcodec ``FrameDecoder``: exact frames, pts-checked, or ``Declined``.
+
+    Args:
+        video: The encoded video (a file: torchcodec does not read bytes here).
+        index: The file's frame index (usable timestamps).
+        threads: FFmpeg decoding threads (0 = FFmpeg's choice).
+
+    Raises:
+        ValueError: ``video`` is held in memory, or ``threads`` is negative.
+    """
+
+    name = "torchcodec"
+    needs_timestamps = True
+
+    def __init__(self, video: EncodedVideo, index: FrameIndex, threads: int = 0) -> None:
+        super().__init__(video, index)
+        if video.data is not None:
+            raise ValueError("the torchcodec decoder reads files; in-memory videos decode "
+                             "with PyAV")
+        self._frames = TorchcodecFrames(video.path, index, check_int("threads", threads, 0))
+
+    def read(self, wanted: list[int], geometry: Geometry) -> dict[int, np.ndarray]:
+        """See ``FrameDecoder.read`` (resized with ``resize_crop``)."""
+        native = self._frames.read(wanted)
+        return dict(zip(wanted, resize_crop(native, geometry.size, geometry.crop)))
+
+    def close(self) -> None:
+        """Drop torchcodec's decoder."""
+        self._frames.close()
 
 
 def resize_crop(

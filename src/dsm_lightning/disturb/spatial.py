@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -35,6 +36,7 @@ from torch import Tensor
 from dsm_lightning._checks import check_choice, check_fraction, check_int, check_pair
 from dsm_lightning.disturb.geometry import identity_coords
 from dsm_lightning.disturb.rng import choose, rand_uniform, selection_weights
+from dsm_lightning.registry import Registry
 
 __all__ = [
     "POINT_DIRECTIONS", "SPATIAL_KINDS", "FieldSampler", "PointWarp", "SpatialDisturbance",
@@ -226,33 +228,35 @@ def sample_point_field(batch: int, size: int, warp: PointWarp | None = None, *,
     return (warp or PointWarp()).sample(batch, size, generator, device, shared=shared)
 
 
-_SPATIAL: dict[str, type] = {"tps": TPSWarp, "points": PointWarp}
+_SPATIAL: Registry[type] = Registry("spatial kind")
+_SPATIAL.register("tps", TPSWarp)
+_SPATIAL.register("points", PointWarp)
 
 
-def register_spatial_kind(name: str, sampler: type, *, overwrite: bool = False) -> type:
-    """Make a warp kind available by name in ``spatial_kinds`` (e.g. of ``TripletBuilder``).
+def register_spatial_kind(name: str, sampler: type | None = None, *,
+                          overwrite: bool = False) -> type | Callable[[type], type]:
+    """Make a warp kind available by name in ``spatial_kinds`` (e.g. of ``TripletBuilder``);
+    usable as a decorator. A taken name follows the package's one rule (``registry``).
 
     Args:
         name: the kind's name.
         sampler: a class building, with no argument, settings whose ``sample(batch, size,
-            generator, device)`` returns (B, S, S, 2) fields (see ``FieldSampler``).
-        overwrite: replace a kind registered under ``name``.
+            generator, device)`` returns (B, S, S, 2) fields (see ``FieldSampler``); omitted
+            when used as ``@register_spatial_kind("name")``.
+        overwrite: replace another kind registered under ``name``.
 
     Returns:
-        ``sampler``.
+        ``sampler`` (or the decorator).
 
     Raises:
-        ValueError: the name is taken (without ``overwrite``).
+        ValueError: the name is taken by another definition (without ``overwrite``).
     """
-    if name in _SPATIAL and not overwrite and _SPATIAL[name] is not sampler:
-        raise ValueError(f"spatial kind {name!r} is already registered")
-    _SPATIAL[name] = sampler
-    return sampler
+    return _SPATIAL.register(name, sampler, overwrite=overwrite)
 
 
 def spatial_kinds() -> tuple[str, ...]:
     """Every registered spatial kind, built-ins first."""
-    return tuple(_SPATIAL)
+    return tuple(_SPATIAL.names())
 
 
 @dataclass(frozen=True)
@@ -296,7 +300,7 @@ class SpatialDisturbance:
     def sampler(self, kind: str) -> FieldSampler:
         """The settings of ``kind``: this disturbance's ``tps`` / ``points``, else the
         registered class's defaults."""
-        return {"tps": self.tps, "points": self.points}.get(kind) or _SPATIAL[kind]()
+        return {"tps": self.tps, "points": self.points}.get(kind) or _SPATIAL.get(kind)()
 
     def sample(self, batch: int, size: int, generator: torch.Generator | None = None,
                device: torch.device | str | None = None) -> Tensor:

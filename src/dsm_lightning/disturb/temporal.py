@@ -22,15 +22,16 @@ every registered name in ``negative_kinds``.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import overload
 
 import torch
 from torch import Tensor
 
 from dsm_lightning._checks import check_choice, check_fraction
 from dsm_lightning.disturb.rng import choose, rand_uniform, selection_weights
+from dsm_lightning.registry import Registry
 
 #: The built-in frame-level kinds (see :func:`frame_kinds` for every registered one).
 FRAME_KINDS: tuple[str, ...] = ("swap", "insert", "shuffle", "reverse", "static")
@@ -40,7 +41,19 @@ NEGATIVE_KINDS: tuple[str, ...] = (*CLIP_KINDS, *FRAME_KINDS)
 
 #: ``builder(batch, frames, *, length, generator, device) -> (B, T) int64 frame indices``.
 IndexBuilder = Callable[..., Tensor]
-_FRAME_BUILDERS: dict[str, IndexBuilder] = {}
+_FRAME_BUILDERS: Registry[IndexBuilder] = Registry("frame kind")
+
+
+@overload
+def register_frame_kind(
+    name: str, builder: None = None, *, overwrite: bool = False
+) -> Callable[[IndexBuilder], IndexBuilder]: ...
+
+
+@overload
+def register_frame_kind(
+    name: str, builder: IndexBuilder, *, overwrite: bool = False
+) -> IndexBuilder: ...
 
 
 def register_frame_kind(
@@ -50,39 +63,36 @@ def register_frame_kind(
 
     The builder receives ``(batch, frames, *, length, generator, device)`` (``length`` is
     ``local_fraction * frames``, at least 1) and returns ``(B, T)`` int64 frame indices made
-    with vectorised ops; no row may be the identity (checked on every call).
+    with vectorised ops; no row may be the identity (checked on every call). A taken name
+    follows the package's one rule (:mod:`dsm_lightning.registry`): the same definition
+    registered again (a re-run cell or script) replaces it, another builder needs
+    ``overwrite=True``.
 
     Args:
         name: the kind's name in ``negative_kinds``.
         builder: the index builder; omitted when used as ``@register_frame_kind("name")``.
-        overwrite: allow replacing an existing kind.
+        overwrite: replace another builder registered under ``name``.
+
+    Returns:
+        ``builder`` unchanged, or the decorator (which returns the builder unchanged).
 
     Raises:
         ValueError: the name is a clip-level kind (``"shift"``, ``"other_video"``), empty,
-            or taken (without ``overwrite``).
+            or taken by another builder (without ``overwrite``).
     """
-    if not name or name in CLIP_KINDS:
-        raise ValueError(f"cannot register a frame kind named {name!r}")
-
-    def add(fn: IndexBuilder) -> IndexBuilder:
-        if name in _FRAME_BUILDERS and not overwrite:
-            raise ValueError(f"frame kind {name!r} is already registered")
-        if name in _FRAME_BUILDERS:
-            warnings.warn(f"overwriting frame kind {name!r}", stacklevel=3)
-        _FRAME_BUILDERS[name] = fn
-        return fn
-
-    return add if builder is None else add(builder)
+    if name in CLIP_KINDS:
+        raise ValueError(f"cannot register a frame kind named {name!r}: a clip-level kind")
+    return _FRAME_BUILDERS.register(name, builder, overwrite=overwrite)
 
 
 def frame_kinds() -> tuple[str, ...]:
     """Every registered frame-level kind, built-ins first."""
-    return tuple(_FRAME_BUILDERS)
+    return _FRAME_BUILDERS.names()
 
 
 def negative_kinds() -> tuple[str, ...]:
     """Every valid ``negative_kinds`` entry: the clip-level kinds plus the frame-level kinds."""
-    return (*CLIP_KINDS, *_FRAME_BUILDERS)
+    return (*CLIP_KINDS, *_FRAME_BUILDERS.names())
 
 
 def local_length(frames: int, local_fraction: float) -> int:
@@ -233,7 +243,7 @@ def sample_frame_indices(
     identity = torch.arange(frames, device=device)
     rows = []
     for k in kinds:  # one vectorised builder call per kind, not per sample
-        rows.append(_FRAME_BUILDERS[k](batch, frames, length=length, generator=generator,
+        rows.append(_FRAME_BUILDERS.get(k)(batch, frames, length=length, generator=generator,
                                        device=device).to(device))
         if rows[-1].shape != (batch, frames) or (rows[-1] == identity).all(dim=1).any():
             raise ValueError(f"frame kind {k!r} returned {tuple(rows[-1].shape)} indices or an "

@@ -19,8 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from dsm_lightning.models.backbones import BackboneWrapper, as_backbone
 from dsm_lightning.models.registry import create_backbone
+from dsm_lightning.models.wrappers import BackboneWrapper, as_backbone
 from dsm_lightning.normalization import KINETICS_MEAN, KINETICS_STD
 
 __all__ = [

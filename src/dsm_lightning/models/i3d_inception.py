@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dsm_lightning.models.backbones import BackboneWrapper
 from dsm_lightning.models.registry import register_backbone
+from dsm_lightning.models.wrappers import BackboneWrapper
 
 __all__ = ["InceptionI3D", "same_padding"]
 

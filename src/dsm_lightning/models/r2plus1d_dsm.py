@@ -22,8 +22,8 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from dsm_lightning.models.backbones import BackboneWrapper
 from dsm_lightning.models.registry import register_backbone
+from dsm_lightning.models.wrappers import BackboneWrapper
 
 __all__ = ["R2Plus1DNet", "SpatioTemporalConv"]
 

@@ -1,7 +1,9 @@
 """Backbone registry: builders registered by name, built with named keyword arguments.
 
-A leaf module: it imports nothing of the package. The built-in backbones register
-themselves when :mod:`dsm_lightning.models.backbones` is imported, which importing
+Imports only the package's leaf :mod:`dsm_lightning.registry` (whose one rule for a taken
+name applies here: another builder under a taken name raises unless ``overwrite=True``, the
+same definition registered again replaces it). The built-in backbones register themselves
+when :mod:`dsm_lightning.models.backbones` is imported, which importing
 ``dsm_lightning.models`` (the parent package of this module) always does. Local weight
 files are loaded separately with :func:`dsm_lightning.models.load_backbone_weights`.
 
@@ -16,64 +18,81 @@ names)`` makes ``create_backbone("pytorchvideo:<name>")`` call the family's buil
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from torch import nn
+
+from dsm_lightning.registry import Registry
 
 __all__ = ["register_backbone", "register_backbone_family", "create_backbone",
            "list_backbones"]
 
 BuilderT = TypeVar("BuilderT", bound=Callable[..., nn.Module])
 
-_BACKBONES: dict[str, Callable[..., nn.Module]] = {}
-#: prefix -> (builder(name, **kwargs), names()) of the backbone families
-_FAMILIES: dict[str, tuple[Callable[..., nn.Module], Callable[[], Sequence[str]]]] = {}
-FamilyBuilderT = TypeVar("FamilyBuilderT", bound=Callable[..., nn.Module])
+_BACKBONES: Registry[Callable[..., nn.Module]] = Registry("backbone")
+#: prefix -> builder(name, **kwargs) of the backbone families
+_FAMILIES: Registry[Callable[..., nn.Module]] = Registry("backbone family")
+#: prefix -> names() of the family registered under that prefix
+_FAMILY_NAMES: dict[str, Callable[[], Sequence[str]]] = {}
 
 
-def register_backbone(name: str) -> Callable[[BuilderT], BuilderT]:
-    """Register a backbone builder under ``name`` (decorator).
+@overload
+def register_backbone(
+    name: str, builder: None = None, *, overwrite: bool = False
+) -> Callable[[BuilderT], BuilderT]: ...
+
+
+@overload
+def register_backbone(name: str, builder: BuilderT, *, overwrite: bool = False) -> BuilderT: ...
+
+
+def register_backbone(
+    name: str, builder: BuilderT | None = None, *, overwrite: bool = False
+) -> BuilderT | Callable[[BuilderT], BuilderT]:
+    """Register a backbone builder under ``name`` (a decorator, or a call with ``builder``).
 
     Args:
-        name: registry key, e.g. ``"r3d_18"``.
+        name: registry key, e.g. ``"r3d_18"`` (no colon: that marks a family).
+        builder: the builder; omitted when used as ``@register_backbone("name")``.
+        overwrite: replace another builder registered under ``name``.
 
     Returns:
-        The decorator; it returns the builder unchanged.
+        ``builder`` unchanged, or the decorator (which returns the builder unchanged).
 
     Raises:
-        ValueError: if ``name`` is already registered.
+        ValueError: ``name`` is empty or has a colon, or is taken by another builder
+            (without ``overwrite``; the same definition registered again replaces it).
     """
-
-    def decorator(builder: BuilderT) -> BuilderT:
-        if name in _BACKBONES:
-            raise ValueError(f"backbone {name!r} is already registered")
-        _BACKBONES[name] = builder
-        return builder
-
-    return decorator
+    if isinstance(name, str) and ":" in name:
+        raise ValueError(f"a backbone name has no colon (that marks a family), got {name!r}")
+    return _BACKBONES.register(name, builder, overwrite=overwrite)
 
 
 def register_backbone_family(
-    prefix: str, names: Callable[[], Sequence[str]]
-) -> Callable[[FamilyBuilderT], FamilyBuilderT]:
+    prefix: str, names: Callable[[], Sequence[str]], *, overwrite: bool = False
+) -> Callable[[BuilderT], BuilderT]:
     """Register a builder serving every ``"<prefix>:<name>"`` (decorator).
 
     Args:
         prefix: the part before the colon, e.g. ``"pytorchvideo"``.
         names: returns the names the family offers (called by :func:`list_backbones`).
+        overwrite: replace another family registered under ``prefix``.
 
     Returns:
         The decorator; the builder is called as ``builder(name, **kwargs)`` and returned
         unchanged.
 
     Raises:
-        ValueError: if ``prefix`` is already registered or contains a colon.
+        ValueError: ``prefix`` is empty or contains a colon (at once), or is taken by
+            another builder (without ``overwrite``).
     """
+    if not isinstance(prefix, str) or ":" in prefix:
+        raise ValueError(f"a backbone family prefix has no colon, got {prefix!r}")
+    register = _FAMILIES.register(prefix, overwrite=overwrite)
 
-    def decorator(builder: FamilyBuilderT) -> FamilyBuilderT:
-        if prefix in _FAMILIES or ":" in prefix or not prefix:
-            raise ValueError(f"backbone family {prefix!r} is already registered or invalid")
-        _FAMILIES[prefix] = (builder, names)
+    def decorator(builder: BuilderT) -> BuilderT:
+        register(builder)
+        _FAMILY_NAMES[prefix] = names
         return builder
 
     return decorator
@@ -89,10 +108,10 @@ def list_backbones(families: bool = True) -> list[str]:
     Returns:
         The registered names, then the family names.
     """
-    listed = sorted(_BACKBONES)
+    listed = sorted(_BACKBONES.names())
     if families:
-        for prefix, (_, names) in sorted(_FAMILIES.items()):
-            listed += [f"{prefix}:{name}" for name in sorted(names())]
+        for prefix in sorted(_FAMILIES.names()):
+            listed += [f"{prefix}:{name}" for name in sorted(_FAMILY_NAMES[prefix]())]
     return listed
 
 
@@ -116,15 +135,16 @@ def create_backbone(name: str, **kwargs: Any) -> nn.Module:
             ``load_backbone_weights(create_backbone(name), path)``).
     """
     prefix, colon, member = name.partition(":")
+    family_names = ", ".join(f"{p}:<name>" for p in sorted(_FAMILIES.names()))
     if colon and prefix not in _FAMILIES:
         raise ValueError(
             f"unknown backbone family {prefix!r} in {name!r}; families: "
-            f"{', '.join(f'{p}:<name>' for p in sorted(_FAMILIES)) or 'none'}"
+            f"{family_names or 'none'}"
         )
     if not colon and name not in _BACKBONES:
-        families = "".join(f", {p}:<name>" for p in sorted(_FAMILIES))
         raise ValueError(
-            f"unknown backbone {name!r}; available: {', '.join(sorted(_BACKBONES))}{families}"
+            f"unknown backbone {name!r}; registered backbones: "
+            f"{', '.join(sorted(_BACKBONES.names()))}{', ' if family_names else ''}{family_names}"
         )
     kwargs = {key: value for key, value in kwargs.items() if value is not None}
     if "weights" in kwargs:
@@ -133,5 +153,5 @@ def create_backbone(name: str, **kwargs: Any) -> nn.Module:
             "longer loads files; use load_backbone_weights(create_backbone(name), path)"
         )
     if colon:
-        return _FAMILIES[prefix][0](member, **kwargs)
-    return _BACKBONES[name](**kwargs)
+        return _FAMILIES.get(prefix)(member, **kwargs)
+    return _BACKBONES.get(name)(**kwargs)

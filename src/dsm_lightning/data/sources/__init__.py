@@ -7,6 +7,7 @@ the registry; the built-in sources register themselves on import:
  name               class                  layout
 =================  =====================  ====================================================
  ``synthetic``      ``SyntheticSource``    generated scene-biased videos (``data.synthetic``)
+ ``synthetic_*``    ``*SyntheticSource``   its presets ``synthetic_camera``, ``synthetic_clutter``
  ``folder``         ``FolderSource``       ``<root>/<class>/<video>``
  ``ucf101``         ``UCF101Source``       official ``ucfTrainTestlist`` split files
  ``hmdb51``         ``HMDB51Source``       official ``testTrainMulti_7030_splits`` files
@@ -49,11 +50,15 @@ from dsm_lightning.data.sources.hmdb51 import HMDB51Source, read_hmdb51
 from dsm_lightning.data.sources.kinetics import KineticsCSVSource, read_kinetics_csv
 from dsm_lightning.data.sources.lists import ListSource, read_list_files
 from dsm_lightning.data.sources.ssv2 import SSv2Source, read_ssv2
-from dsm_lightning.data.sources.synthetic import SyntheticSource
+from dsm_lightning.data.sources.synthetic import (
+    CameraSyntheticSource,
+    ClutterSyntheticSource,
+    SyntheticSource,
+)
 from dsm_lightning.data.sources.ucf101 import UCF101Source, read_ucf101
 
 __all__ = [
-    "AnnotationError", "Diving48Source", "FolderSource", "HMDB51Source", "KineticsCSVSource",
+    "AnnotationError", "CameraSyntheticSource", "ClutterSyntheticSource", "Diving48Source", "FolderSource", "HMDB51Source", "KineticsCSVSource",
     "ListSource", "SSv2Source", "SkippedItem", "SourceSplits", "SyntheticSource",
     "UCF101Source", "VideoRecord", "VideoSource", "add_test_tree", "create_source",
     "drop_missing", "list_class_folders", "list_sources", "read_diving48", "read_folder",

@@ -1,4 +1,4 @@
-"""What a source is and the registry of sources (a leaf module: standard library only).
+"""What a source is and the registry of sources (standard library and the leaf ``registry``).
 
 A source is a small class that knows where a dataset's videos are and how they split:
 ``read()`` returns a ``SourceSplits`` (records per split, class names, dropped entries) and
@@ -14,6 +14,8 @@ import inspect
 import os
 from collections.abc import Callable
 from typing import Any, ClassVar, NamedTuple, TypeVar
+
+from dsm_lightning.registry import Registry
 
 __all__ = [
     "AnnotationError", "SkippedItem", "SourceSplits", "VideoRecord", "VideoSource",
@@ -125,7 +127,7 @@ class VideoSource:
 
 
 S = TypeVar("S", bound=type)
-_SOURCES: dict[str, type[VideoSource]] = {}
+_SOURCES: Registry[type[VideoSource]] = Registry("source")
 
 
 def register_source(name: str, *, overwrite: bool = False) -> Callable[[S], S]:
@@ -140,8 +142,9 @@ def register_source(name: str, *, overwrite: bool = False) -> Callable[[S], S]:
 
         VideoDataModule(source="my_csv", root="/data", annotations="/data/videos.csv")
 
-    A class defined again under the same module and name (a re-run notebook cell, a
-    reloaded module) replaces its earlier definition; any other class needs a free name.
+    The package's one rule for a taken name (:mod:`dsm_lightning.registry`): a class
+    defined again under the same module and name (a re-run notebook cell, a reloaded
+    module) replaces its earlier definition; any other class needs a free name.
 
     Args:
         name: The registry name (``source: name`` in YAML).
@@ -154,22 +157,13 @@ def register_source(name: str, *, overwrite: bool = False) -> Callable[[S], S]:
         ValueError: ``name`` is empty or taken by another class (without ``overwrite``), or
             the decorated object is not a ``VideoSource`` subclass.
     """
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"a source name must be a non-empty string, got {name!r}")
+    register = _SOURCES.register(name, overwrite=overwrite)
 
     def decorator(cls: S) -> S:
         if not (isinstance(cls, type) and issubclass(cls, VideoSource)):
             raise ValueError(f"register_source({name!r}) decorates VideoSource subclasses, got {cls!r}")
-        taken = _SOURCES.get(name)
-        redefined = taken is not None and (taken.__module__, taken.__qualname__) == (
-            cls.__module__, cls.__qualname__)
-        if taken is not None and not (overwrite or redefined):
-            raise ValueError(
-                f"source {name!r} is already registered ({_SOURCES[name].__qualname__}); "
-                "pick another name or pass overwrite=True"
-            )
+        register(cls)
         cls.name = name
-        _SOURCES[name] = cls
         return cls
 
     return decorator
@@ -177,7 +171,7 @@ def register_source(name: str, *, overwrite: bool = False) -> Callable[[S], S]:
 
 def list_sources() -> list[str]:
     """Registered source names, sorted."""
-    return sorted(_SOURCES)
+    return sorted(_SOURCES.names())
 
 
 def source_class(name: str) -> type[VideoSource]:
@@ -186,9 +180,7 @@ def source_class(name: str) -> type[VideoSource]:
     Raises:
         ValueError: Unknown name (the message lists the registered ones).
     """
-    if name not in _SOURCES:
-        raise ValueError(f"unknown source {name!r}; registered sources: {', '.join(list_sources())}")
-    return _SOURCES[name]
+    return _SOURCES.get(name)
 
 
 def create_source(name: str, **kwargs: Any) -> VideoSource:
