@@ -341,18 +341,18 @@ def test_batch_larger_than_the_training_split_is_rejected(known_dir):
 
 
 def test_decoder_reaches_the_datasets(known_dir, monkeypatch):
-    from dsm_lightning.data import datamodule, torchcodec_backend
+    from dsm_lightning.data import datasets, torchcodec_backend
 
     # The wiring is under test, not torchcodec: pretend the backend loads where it is absent.
     monkeypatch.setattr(torchcodec_backend, "unavailable_reason", lambda: "")
     seen = {}
 
-    class Capture(datamodule.PretrainClipDataset):
+    class Capture(datasets.PretrainClipDataset):
         def __init__(self, records, **kwargs):
             seen.update(kwargs)
             super().__init__(records, **kwargs)
 
-    monkeypatch.setattr(datamodule, "PretrainClipDataset", Capture)
+    monkeypatch.setitem(datasets.DATASET_KINDS, "pretrain", Capture)
     dm = VideoDataModule(source="folder", root=str(known_dir / "train"), num_workers=0,
                          decoder="torchcodec", **CLIP)
     dm.dataset("pretrain", "train")
