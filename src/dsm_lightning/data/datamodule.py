@@ -28,16 +28,17 @@ from torch.utils.data import DataLoader
 from dsm_lightning import distributed
 from dsm_lightning._checks import check_choice, check_fraction, check_int
 from dsm_lightning.data import shards  # noqa: F401 - registers source="shards"
-from dsm_lightning.data.datasets import DATASET_KINDS, ON_ERROR
+from dsm_lightning.data.datasets import ON_ERROR
 from dsm_lightning.data.loaders import (
     LoaderSettings,
     SkipReports,
+    TrainingCursor,
     device_generator,
     log_skip_summary,
 )
+from dsm_lightning.data.reading import SourceReader, resolve_source, source_name
 from dsm_lightning.data.sampling import SHORT_VIDEO_POLICIES
-from dsm_lightning.data.sources import SkippedItem, SourceSplits, VideoRecord, VideoSource
-from dsm_lightning.data.splits import check_batch_fits, read_splits, resolve_source
+from dsm_lightning.data.sources import SkippedItem, VideoRecord, VideoSource
 from dsm_lightning.data.video_io import DECODERS
 from dsm_lightning.disturb.transform import ClipTransform
 from dsm_lightning.disturb.triplet import TripletBuilder
@@ -71,6 +72,14 @@ class ClipSpec(NamedTuple):
     n_crops: int
 
 
+def training_epoch(datamodule: pl.LightningDataModule) -> int | None:
+    """The current epoch of ``datamodule``'s trainer while it trains, else None."""
+    trainer = datamodule.trainer
+    if not getattr(trainer, "training", False):
+        return None
+    return int(getattr(trainer, "current_epoch", 0) or 0)
+
+
 def _check_settings(hp: Mapping[str, Any]) -> None:
     """Raise ``ValueError`` naming the first invalid ``VideoDataModule`` argument."""
     check_choice("task", hp["task"], TASKS)
@@ -96,33 +105,20 @@ def _check_settings(hp: Mapping[str, Any]) -> None:
 class VideoDataModule(pl.LightningDataModule):
     """Video clips for DSM pretraining, fine-tuning, evaluation and retrieval.
 
-    ``source`` is a registered name (``dsm_lightning.data.sources.list_sources()``: synthetic,
-    folder, ucf101, hmdb51, kinetics_csv, list, shards, and any registered by the user) or a
-    ``VideoSource`` instance; see docs/data.md for each layout and docs/scale.md for shards
-    (the source says how it is read: ``build_dataset`` / ``build_loader``). The location arguments
-    (``root``, ``annotations``, ``split``, ``test_root``, ``val_annotations``,
-    ``test_annotations``, ``cache_dir``) are handed to a named source's constructor; an
-    argument it does not accept is an error. ``source="synthetic"`` uses the default
-    ``SyntheticSource``; its settings are set with
-    ``source=SyntheticSource(num_classes=..., ...)`` (YAML: ``source: {class_path:
-    SyntheticSource, init_args: {...}}``).
-
-    Batches (before the device transform) follow docs/architecture.md: uint8 ``video``
-    (B, C, T, H, W) (multi-view (B, V, C, T, H, W)), ``video_shift`` (pretraining),
-    int64 ``label`` and ``index``. ``views(batch, stage)`` turns them into the model's
-    inputs (``on_after_batch_transfer`` calls it): float ``anchor``/``positive``/``negative``
-    (pretraining) or normalised ``video``; ``clip_spec`` is what an encoder file records.
-    The training loader is resumable mid-epoch; this module's ``state_dict`` carries its
-    position, so a resumed run is the uninterrupted one (docs/data.md).
-
-    The device-side settings are written once: ``crop_size`` here, the simple augmentation
-    and normalisation in ``transform`` (shared by pretraining, fine-tuning and evaluation),
-    the disturbances in ``augment``.
+    ``source`` is a registered name (``list_sources()``: synthetic, folder, ucf101, hmdb51,
+    kinetics_csv, list, ssv2, diving48, shards, and the user's) or a ``VideoSource`` (YAML:
+    ``source: {class_path: SyntheticSource, init_args: {...}}``); the source says how it is
+    read (docs/data.md, docs/scale.md). The location arguments go to a named source's
+    constructor (one it does not accept is an error). Batches follow docs/architecture.md;
+    ``views(batch, stage)`` turns them into the model's inputs, ``clip_spec`` is what an
+    encoder file records, and ``state_dict`` is the training loader's position (exact
+    resume, docs/data.md). ``crop_size`` is written here only; ``transform`` (simple
+    augmentation, normalisation) serves every stage, ``augment`` the pretraining views.
 
     Args:
         source: Registered source name or a ``VideoSource``.
         root: Directory holding the videos (file sources).
-        annotations: Split directory (UCF101/HMDB51), CSV file or directory (kinetics_csv),
+        annotations: Split directory (UCF101/HMDB51), CSV file / directory (kinetics_csv),
             train list file (list).
         split: Official split 1, 2 or 3 (UCF101, HMDB51); None = the source's default (1).
         test_root: Folder-per-class directory used as the test split (file sources).
@@ -131,10 +127,8 @@ class VideoDataModule(pl.LightningDataModule):
         cache_dir: Directory of the generated videos (synthetic); local cache of chunks
             streamed from an object store (shards).
         val_split: Fraction of training videos held out as validation (per class, seeded,
-            at least one per class with two or more videos);
-            0 uses the source's own validation split if any (synthetic, kinetics, list,
-            shards). Must be 0 with a source whose ``fixed_splits`` (shards: hold out when
-            packing).
+            at least one per class with two or more videos); 0 uses the source's own, if any.
+            Must be 0 with a source whose ``fixed_splits`` (shards: hold out when packing).
         task: ``"pretrain"`` (clip pairs), ``"classify"`` (labelled clips) or
             ``"retrieval"`` (test loaders = [gallery = train, queries = test]).
         num_frames: Frames per clip T (>= 2: a clip needs two frames to hold motion).
@@ -159,9 +153,8 @@ class VideoDataModule(pl.LightningDataModule):
         on_error: Bad input: ``"skip"`` (warn, count; training replaces the video, evaluation
             leaves it out) or ``"raise"``.
         decoder: Decoding backend of the workers, ``"pyav"`` or ``"torchcodec"``.
-        transform: Simple augmentation, evaluation crops and normalisation; None builds
-            ``ClipTransform()`` (or takes the one given to ``augment``). Its ``crop_size``
-            is this module's.
+        transform: Simple augmentation, evaluation crops and normalisation (its ``crop_size``
+            is this module's); None: ``ClipTransform()`` or the one given to ``augment``.
         augment: Pretraining view builder (``ViewBuilder``); None builds a ``TripletBuilder``
             (DSM's default disturbances). It normalises with ``transform``.
 
@@ -172,53 +165,30 @@ class VideoDataModule(pl.LightningDataModule):
     def __init__(
         self,
         source: str | VideoSource = "synthetic",
-        root: str | None = None,
-        annotations: str | None = None,
-        split: int | None = None,
-        test_root: str | None = None,
-        val_annotations: str | None = None,
-        test_annotations: str | None = None,
-        cache_dir: str | None = None,
-        val_split: float = 0.0,
-        task: str = "pretrain",
-        num_frames: int = 16,
-        stride: int = 4,
-        frame_size: int = 128,
-        crop_size: int = 112,
-        min_gap: int = 2,
-        n_clips: int = 10,
-        n_crops: int = 1,
-        batch_size: int = 8,
-        eval_batch_size: int | None = None,
-        num_workers: int = 2,
-        pin_memory: bool = False,
-        persistent_workers: bool = False,
-        prefetch_factor: int = 2,
-        drop_last: bool = True,
-        seed: int = 0,
-        short_video: str = "loop",
-        on_error: str = "skip",
-        decoder: str = "pyav",
-        transform: ClipTransform | None = None,
-        augment: ViewBuilder | None = None,
+        root: str | None = None, annotations: str | None = None, split: int | None = None,
+        test_root: str | None = None, val_annotations: str | None = None,
+        test_annotations: str | None = None, cache_dir: str | None = None,
+        val_split: float = 0.0, task: str = "pretrain",
+        num_frames: int = 16, stride: int = 4, frame_size: int = 128, crop_size: int = 112,
+        min_gap: int = 2, n_clips: int = 10, n_crops: int = 1,
+        batch_size: int = 8, eval_batch_size: int | None = None, num_workers: int = 2,
+        pin_memory: bool = False, persistent_workers: bool = False, prefetch_factor: int = 2,
+        drop_last: bool = True, seed: int = 0,
+        short_video: str = "loop", on_error: str = "skip", decoder: str = "pyav",
+        transform: ClipTransform | None = None, augment: ViewBuilder | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["source", "transform", "augment"])
         _check_settings(self.hparams)
-        self.source = resolve_source(source, dict(
-            root=root, annotations=annotations, split=split, test_root=test_root,
+        self.source = resolve_source(
+            source, seed, root=root, annotations=annotations, split=split, test_root=test_root,
             val_annotations=val_annotations, test_annotations=test_annotations,
-            cache_dir=cache_dir))
-        self.source.adopt_seed(seed)
-        if self.source.fixed_splits and val_split > 0:
-            raise ValueError(
-                f"val_split={val_split} with source {type(self.source).__name__}: its splits "
-                "are fixed (a streamed source's when it is packed); hold out the validation "
-                "videos then (dsm prepare --data.val_split ...) and use val_split=0 here"
-            )
-        self.hparams["source"] = (
-            source if isinstance(source, str) else (source.name or type(source).__name__)
-        )
+            cache_dir=cache_dir)
+        self.hparams["source"] = source_name(source)
+        self.reader = SourceReader(
+            self.source, self.hparams["source"], val_split, on_error, num_frames=num_frames,
+            stride=stride, frame_size=frame_size, short_video=short_video, seed=seed,
+            decoder=decoder, min_gap=min_gap)
         if transform is None and augment is not None and augment.transform_given:
             transform = augment.transform
         self.transform = transform if transform is not None else ClipTransform()
@@ -226,55 +196,37 @@ class VideoDataModule(pl.LightningDataModule):
         self.augment = augment if augment is not None else TripletBuilder()
         self.augment.share_transform(self.transform)
         self.reports = SkipReports(functools.partial(getattr, self, "trainer"))
-        self.skipped_at_setup: list[SkippedItem] = []
-        self._read: SourceSplits | None = None
-        self._datasets: dict[tuple, Any] = {}
-        self._train_loader: Any = None
-        self._resume: dict[str, int] | None = None  # loader state loaded before the loader
-        self._loose_batches = 0  # training batches transferred outside a training pass
+        self.cursor = TrainingCursor(seed)
 
     def prepare_data(self) -> None:
         """Let the source create its files once (synthetic: generate the videos)."""
         self.source.prepare()
 
     def setup(self, stage: str | None = None) -> None:
-        """Read the source once (``splits.read_splits``: validation hold-out, missing files
-        dropped, bad entries warned about or raised); ``stage="fit"`` also checks that
+        """Read the source once (``reading.read_splits``); ``stage="fit"`` also checks that
         ``batch_size`` fits the training split.
 
         Raises:
             AnnotationError: An annotation file is missing or malformed (names file, line).
             ValueError: ``on_error="raise"`` and an entry was missing or of unknown class;
-                ``batch_size`` larger than the per-process training split with
-                ``drop_last=True``.
+                ``batch_size`` exceeds the per-process training split with ``drop_last``.
         """
-        if self._read is None:
-            hp = self.hparams
-            self._read = read_splits(self.source, hp.val_split, hp.seed, hp.on_error)
-            self.skipped_at_setup = list(self._read.skipped)
+        self.reader.splits()
         if stage == "fit":
             self._check_batch_fits()
 
     def teardown(self, stage: str | None = None) -> None:
         """Report the skipped / left-out videos not reported yet (each loader's last pass)."""
-        self.reports.close(self._datasets.values())
-
-    def _splits(self) -> SourceSplits:
-        if self._read is None:
-            self.setup()
-        return self._read  # type: ignore[return-value]
+        self.reports.close(self.reader.datasets.values())
 
     def _check_batch_fits(self) -> None:
-        hp, world = self.hparams, getattr(self.trainer, "world_size", 0)
-        check_batch_fits(len(self._splits().splits.get("train", [])), hp.batch_size,
-                         int(world or distributed.world_size()), hp.drop_last)
+        world = getattr(self.trainer, "world_size", 0) or distributed.world_size()
+        self.reader.batch_fits(self.hparams.batch_size, int(world), self.hparams.drop_last)
 
     @property
     def class_names(self) -> list[str]:
         """Class names (index = label); asks the source on first use."""
-        if self._read is not None:
-            return list(self._read.class_names)
-        return self.source.class_names()
+        return self.reader.class_names()
 
     @property
     def num_classes(self) -> int:
@@ -284,95 +236,53 @@ class VideoDataModule(pl.LightningDataModule):
     @property
     def split_names(self) -> list[str]:
         """Names of the splits with at least one video."""
-        return [name for name, records in self._splits().splits.items() if records]
+        return self.reader.split_names()
 
     def records(self, split: str) -> list[VideoRecord]:
-        """Videos of a split.
+        """Videos of a split (``ValueError`` for an unknown or empty one)."""
+        return self.reader.records(split)
 
-        Raises:
-            ValueError: Unknown or empty split.
-        """
-        splits = self._splits().splits
-        if not splits.get(split):
-            raise ValueError(
-                f"split {split!r} has no videos for source={self.hparams.source!r}; "
-                f"available: {self.split_names}"
-                + ("; pass test_root or test_annotations" if split == "test" else "")
-            )
-        return splits[split]
+    @property
+    def skipped_at_setup(self) -> list[SkippedItem]:
+        """Entries dropped when the source was read (missing files, unknown classes)."""
+        return self.reader.skipped_at_setup()
 
     @property
     def skipped_videos(self) -> dict[str, list[str]]:
         """Videos skipped so far, per split (setup-time entries and decode failures)."""
-        return SkipReports.skipped(self.skipped_at_setup, self._datasets.values())
+        return self.reader.skipped()
 
     def dataset(self, kind: str, split: str, n_clips: int = 1, random_clip: bool = False,
                 evaluation: bool = False) -> Any:
-        """The (cached) dataset of a split, built by the source (``build_dataset``).
+        """The (cached) dataset of a split, built by the source: ``kind`` is ``"pretrain"``,
+        ``"clip"`` or ``"multiview"`` (see ``reading.SourceReader.dataset``)."""
+        return self.reader.dataset(kind, split, n_clips, random_clip, evaluation)
 
-        Args:
-            kind: ``"pretrain"``, ``"clip"`` or ``"multiview"`` (``datasets.DATASET_KINDS``).
-            split: Split name.
-            n_clips: Windows per video (``"multiview"``).
-            random_clip: Random clip and crop (``"clip"``).
-            evaluation: Leave bad videos out instead of replacing them.
-
-        Returns:
-            A ``VideoDataset`` (or the source's streamed equivalent).
-        """
-        key = (kind, split, n_clips, random_clip, evaluation)
-        if key not in self._datasets:
-            check_choice("kind", kind, tuple(DATASET_KINDS))
-            hp = self.hparams
-            extra = {"pretrain": {"min_gap": hp.min_gap}, "clip": {"random_clip": random_clip},
-                     "multiview": {"n_clips": n_clips}}[kind]
-            self._datasets[key] = self.source.build_dataset(
-                kind, self.records(split), evaluation, num_frames=hp.num_frames,
-                stride=hp.stride, frame_size=hp.frame_size, short_video=hp.short_video,
-                seed=hp.seed, on_error=hp.on_error, split=split, decoder=hp.decoder,
-                substitute_bad=not evaluation, **extra)
-        return self._datasets[key]
-
-    def _loader(self, dataset: Any, batch_size: int, shuffle: bool = False,
+    def _loader(self, dataset: Any, batch_size: int | None = None, shuffle: bool = False,
                 training: bool = False) -> DataLoader:
         hp = self.hparams
         settings = LoaderSettings(
-            batch_size=batch_size, training=training, shuffle=shuffle or training,
+            batch_size=batch_size or hp.eval_batch_size or hp.batch_size, training=training, shuffle=shuffle or training,
             seed=hp.seed, num_workers=hp.num_workers, pin_memory=hp.pin_memory,
             persistent_workers=hp.persistent_workers, prefetch_factor=hp.prefetch_factor,
             drop_last=hp.drop_last, report=self.reports.reporter(training),
-            epoch=self._training_epoch if training else None)
+            epoch=functools.partial(training_epoch, self) if training else None)
         return self.reports.track(self.source.build_loader(dataset, settings))
-
-    def _training_epoch(self) -> int | None:
-        """The trainer's current epoch while it trains, else None."""
-        trainer = self.trainer
-        return int(getattr(trainer, "current_epoch", 0)) if getattr(trainer, "training",
-                                                                     False) else None
-
-    @property
-    def _eval_batch_size(self) -> int:
-        return self.hparams.eval_batch_size or self.hparams.batch_size
 
     def train_dataloader(self) -> DataLoader:
         """Pretraining pairs (``task="pretrain"``) or labelled random clips, shuffled per
-        epoch; resumes at a position given to ``load_state_dict`` before it was built.
+        epoch; resumable (it starts at a position given to ``load_state_dict``).
 
         Raises:
             ValueError: ``batch_size`` exceeds the per-process training split with
                 ``drop_last=True``.
         """
-        hp = self.hparams
-        if hp.task == "pretrain":
+        if self.hparams.task == "pretrain":
             dataset = self.dataset("pretrain", "train")
         else:
             dataset = self.dataset("clip", "train", random_clip=True)
         self._check_batch_fits()
-        self._train_loader = self._loader(dataset, hp.batch_size, training=True)
-        if self._resume is not None:
-            self._train_loader.load_state_dict(self._resume)
-            self._resume = None
-        return self._train_loader
+        return self.cursor.attach(self._loader(dataset, self.hparams.batch_size, training=True))
 
     @property
     def val_dataloader(self) -> Callable[[], DataLoader | list] | None:  # type: ignore[override]
@@ -382,8 +292,7 @@ class VideoDataModule(pl.LightningDataModule):
         None while pretraining a model without ``validation_step``: Lightning then skips the
         validation loop (no warning, no decoding for nothing).
         """
-        trainer = self.trainer
-        module = getattr(trainer, "lightning_module", None) if trainer is not None else None
+        module = getattr(self.trainer, "lightning_module", None)
         if self.hparams.task == "pretrain" and module is not None and not is_overridden(
             "validation_step", module
         ):
@@ -391,13 +300,13 @@ class VideoDataModule(pl.LightningDataModule):
         return self._val_dataloader
 
     def _val_dataloader(self) -> DataLoader | list:
-        if not self._splits().splits.get("val"):
+        if not self.reader.splits().splits.get("val"):
             return []
-        return self._loader(self.dataset("clip", "val", evaluation=True), self._eval_batch_size)
+        return self._loader(self.dataset("clip", "val", evaluation=True))
 
     def _multiview_loader(self, split: str) -> DataLoader:
-        dataset = self.dataset("multiview", split, n_clips=self.hparams.n_clips, evaluation=True)
-        return self._loader(dataset, self._eval_batch_size)
+        return self._loader(self.dataset("multiview", split, n_clips=self.hparams.n_clips,
+                                         evaluation=True))
 
     def test_dataloader(self) -> DataLoader | list[DataLoader]:
         """Multi-view test split; ``task="retrieval"``: [gallery = train, queries = test]."""
@@ -409,14 +318,8 @@ class VideoDataModule(pl.LightningDataModule):
         """Multi-view test split."""
         return self._multiview_loader("test")
 
-    def clip_dataloader(
-        self,
-        split: str,
-        n_clips: int = 1,
-        shuffle: bool = False,
-        batch_size: int | None = None,
-        random_clip: bool = False,
-    ) -> DataLoader:
+    def clip_dataloader(self, split: str, n_clips: int = 1, shuffle: bool = False,
+                        batch_size: int | None = None, random_clip: bool = False) -> DataLoader:
         """Labelled clips of any named split (kNN monitor, linear probes, demo).
 
         Every process gets the whole split (no sharding); bad videos are left out (not
@@ -438,29 +341,17 @@ class VideoDataModule(pl.LightningDataModule):
             dataset = self.dataset("clip", split, random_clip=random_clip, evaluation=True)
         else:
             dataset = self.dataset("multiview", split, n_clips=n_clips, evaluation=True)
-        return self._loader(dataset, batch_size or self._eval_batch_size, shuffle=shuffle)
-
-    # -- resume: the training loader's position ---------------------------------------------
+        return self._loader(dataset, batch_size, shuffle=shuffle)
 
     def state_dict(self) -> dict[str, Any]:
-        """``{"train_loader": {"epoch", "batches"}}``: the training loader's position (empty
-        before one is built); Lightning saves it in checkpoints."""
-        loader = self._train_loader
-        state = loader.state_dict() if hasattr(loader, "state_dict") else self._resume
-        return {"train_loader": dict(state)} if state else {}
+        """``{"train_loader": {"epoch", "batches"}}``: the training loader's position
+        (Lightning saves it in checkpoints; see docs/data.md)."""
+        return self.cursor.state_dict()
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Resume the training loader at a saved position: Lightning calls this before any
-        loader is built (also when ``configure_optimizers`` builds the training loader
-        early through ``estimated_stepping_batches``, and then never restores the loader's
-        own state); a loader built already gets it at once."""
-        state = state_dict.get("train_loader")
-        if state and hasattr(self._train_loader, "load_state_dict"):
-            self._train_loader.load_state_dict(state)
-        else:
-            self._resume = state
-
-    # -- device side --------------------------------------------------------------------------
+        """Resume the training loader at a saved position (Lightning calls this before any
+        loader is built, also when ``estimated_stepping_batches`` builds one early)."""
+        self.cursor.load_state_dict(state_dict)
 
     @property
     def clip_spec(self) -> ClipSpec:
@@ -472,27 +363,22 @@ class VideoDataModule(pl.LightningDataModule):
 
     def views(self, batch: Mapping[str, Any], stage: str,
               generator: torch.Generator | None = None) -> dict[str, Any]:
-        """Turn a uint8 batch into the model's inputs for ``stage`` (the one place it is done).
+        """The model's inputs for ``stage`` from a uint8 batch (the one place they are made).
 
-        - ``"pretrain"``: ``video`` / ``video_shift`` -> the view builder's float
-          ``anchor`` / ``positive`` [/ ``negative``] (B, C, T, S, S);
-        - ``"train"``: ``video`` -> ``transform.train`` (labelled fine-tuning clips);
-        - ``"eval"``: ``video`` -> ``transform.eval`` (deterministic); multi-view input
-          (B, V, C, T, H, W) gets ``n_crops`` crops per window: (B, V * n_crops, C, T, S, S).
+        ``"pretrain"``: ``video``, ``video_shift`` -> the view builder's float ``anchor``,
+        ``positive`` [, ``negative``] (B, C, T, S, S); ``"train"``: ``transform.train`` of
+        ``video``; ``"eval"``: ``transform.eval`` (deterministic; (B, V, C, T, H, W) input
+        gets ``n_crops`` crops per window: (B, V * n_crops, C, T, S, S)).
 
         Args:
-            batch: ``video`` uint8 (B, C, T, H, W) or (B, V, C, T, H, W) on the device,
-                ``video_shift`` for ``"pretrain"``; other keys are passed on.
+            batch: ``video`` uint8 (B, C, T, H, W) or (B, V, C, T, H, W), ``video_shift``
+                for ``"pretrain"``; other keys are passed on (docs/architecture.md).
             stage: ``"pretrain"``, ``"train"`` or ``"eval"``.
-            generator: Source of the training stages' draws; None =
-                ``device_generator(seed, epoch, batch position, rank)`` of the batch the
-                training loader yielded last (outside a training pass: of a running count).
+            generator: Source of the training stages' draws; None: ``device_generator(seed,
+                epoch, batch position, rank)`` of the batch the training loader yielded last.
 
         Returns:
-            A new dict: the batch with the inputs of ``stage`` (docs/architecture.md).
-
-        Raises:
-            ValueError: Unknown ``stage``.
+            A new dict with the inputs of ``stage`` (``ValueError`` for an unknown one).
         """
         check_choice("stage", stage, STAGES)
         video, batch = batch["video"], dict(batch)
@@ -500,7 +386,7 @@ class VideoDataModule(pl.LightningDataModule):
             n_crops = self.hparams.n_crops if video.ndim == 6 else 1
             batch["video"] = self.transform.eval(video, n_crops=n_crops)
             return batch
-        g = generator if generator is not None else self._batch_generator()
+        g = generator if generator is not None else self.cursor.generator(self.trainer)
         if stage == "pretrain":
             batch.pop("video")
             builder = self.augment.to(video.device)
@@ -508,19 +394,6 @@ class VideoDataModule(pl.LightningDataModule):
         else:
             batch["video"] = self.transform.train(video, generator=g)
         return batch
-
-    def _batch_generator(self) -> torch.Generator:
-        """``device_generator`` of the training batch being transferred: epoch and position
-        from the training loader (``PassPosition``), rank from the trainer."""
-        trainer = self.trainer
-        position = getattr(self._train_loader, "position", None)
-        place = position.current() if position is not None else None
-        if place is None:
-            place = (int(getattr(trainer, "current_epoch", 0) or 0), self._loose_batches)
-            self._loose_batches += 1
-        rank = getattr(trainer, "global_rank", None)
-        rank = distributed.rank() if rank is None else int(rank)
-        return device_generator(self.hparams.seed, *place, rank)
 
     def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict:
         """``views`` of the batch's stage: while the trainer trains, ``"pretrain"``

@@ -31,8 +31,8 @@ from dsm_lightning import distributed
 from dsm_lightning.data.datasets import EpochSampler, VideoDataset, VideoSkippedWarning
 
 __all__ = ["LoaderSettings", "PassPosition", "ResumableSampler", "SkipReports", "TrainLoader",
-           "VideoLoader", "device_generator", "loader_kwargs", "log_skip_summary",
-           "map_loader", "worker_init"]
+           "TrainingCursor", "VideoLoader", "device_generator", "loader_kwargs",
+           "log_skip_summary", "map_loader", "worker_init"]
 
 # Separates the device-side random stream from the workers' (seed, epoch, index) streams.
 _DEVICE_STREAM = 0x5EED
@@ -302,7 +302,7 @@ class TrainLoader(VideoLoader):
 
 
 class SkipReports:
-    """The skipped-video reports of one data module: per pass, at teardown, in total.
+    """The skipped-video reports of one data module's loaders: per pass and at teardown.
 
     Args:
         trainer: ``trainer()`` is the running trainer (its loggers get the counts) or None.
@@ -343,15 +343,57 @@ class SkipReports:
         for dataset in datasets:
             self.report(dataset, None)
 
-    @staticmethod
-    def skipped(at_setup: Iterable[Any], datasets: Iterable[Any]) -> dict[str, list[str]]:
-        """Videos skipped so far per split: setup-time entries (``SkippedItem``), then each
-        dataset's bad videos."""
-        out: dict[str, list[str]] = {}
-        for item in at_setup:
-            out.setdefault(item.split, []).append(item.item)
-        for dataset in datasets:
-            for path in dataset.bad_videos:
-                if path not in out.setdefault(dataset.split, []):
-                    out[dataset.split].append(path)
-        return out
+
+class TrainingCursor:
+    """A data module's training loader and where it stands.
+
+    Holds the last training loader built (``attach``), gives its position for checkpoints
+    (``state_dict``), hands it a loaded position (``load_state_dict``; kept until the loader
+    exists when it comes first, as from Lightning's ``restore_datamodule``), and seeds the
+    device draws of the batch being transferred (``generator``).
+
+    Args:
+        seed: The data module's seed.
+    """
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self.loader: Any = None
+        self._pending: Mapping[str, int] | None = None
+        self._loose = 0  # training batches transferred outside a training pass
+
+    def attach(self, loader: DataLoader) -> DataLoader:
+        """Follow ``loader`` (the new training loader); it gets a pending position. Returns it."""
+        self.loader = loader
+        if self._pending is not None and hasattr(loader, "load_state_dict"):
+            loader.load_state_dict(self._pending)
+            self._pending = None
+        return loader
+
+    def state_dict(self) -> dict[str, Any]:
+        """``{"train_loader": {"epoch", "batches"}}`` (empty without a position)."""
+        loader = self.loader
+        state = loader.state_dict() if hasattr(loader, "state_dict") else self._pending
+        return {"train_loader": dict(state)} if state else {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Resume the training loader at ``state["train_loader"]`` (now or once attached)."""
+        self._pending = state.get("train_loader") or None
+        if self.loader is not None:
+            self.attach(self.loader)
+
+    def generator(self, trainer: Any) -> torch.Generator:
+        """``device_generator`` of the training batch being transferred.
+
+        Its epoch and position are those of the batch the training loader yielded last
+        (``PassPosition.current``); outside a training pass (a batch given by hand), the
+        trainer's epoch and a running count. The rank is the trainer's (else the process's).
+        """
+        position = getattr(self.loader, "position", None)
+        place = position.current() if position is not None else None
+        if place is None:
+            place = (int(getattr(trainer, "current_epoch", 0) or 0), self._loose)
+            self._loose += 1
+        rank = getattr(trainer, "global_rank", None)
+        return device_generator(self.seed, *place,
+                                distributed.rank() if rank is None else int(rank))
