@@ -72,7 +72,7 @@ class ClipSpec(NamedTuple):
     n_crops: int
 
 
-def training_epoch(datamodule: pl.LightningDataModule) -> int | None:
+def _training_epoch(datamodule: pl.LightningDataModule) -> int | None:
     """The current epoch of ``datamodule``'s trainer while it trains, else None."""
     trainer = datamodule.trainer
     if not getattr(trainer, "training", False):
@@ -266,7 +266,7 @@ class VideoDataModule(pl.LightningDataModule):
             seed=hp.seed, num_workers=hp.num_workers, pin_memory=hp.pin_memory,
             persistent_workers=hp.persistent_workers, prefetch_factor=hp.prefetch_factor,
             drop_last=hp.drop_last, report=self.reports.reporter(training),
-            epoch=functools.partial(training_epoch, self) if training else None)
+            epoch=functools.partial(_training_epoch, self) if training else None)
         return self.reports.track(self.source.build_loader(dataset, settings))
 
     def train_dataloader(self) -> DataLoader:
@@ -286,12 +286,9 @@ class VideoDataModule(pl.LightningDataModule):
 
     @property
     def val_dataloader(self) -> Callable[[], DataLoader | list] | None:  # type: ignore[override]
-        """The validation loader factory: ``val_dataloader()`` gives labelled centre clips of
-        the validation split ([] when there is none).
-
-        None while pretraining a model without ``validation_step``: Lightning then skips the
-        validation loop (no warning, no decoding for nothing).
-        """
+        """The validation loader factory (labelled centre clips of the validation split, []
+        when there is none); None while pretraining a model without ``validation_step``:
+        Lightning then skips the validation loop (no warning, no decoding for nothing)."""
         module = getattr(self.trainer, "lightning_module", None)
         if self.hparams.task == "pretrain" and module is not None and not is_overridden(
             "validation_step", module

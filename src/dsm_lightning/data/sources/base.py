@@ -15,7 +15,12 @@ from __future__ import annotations
 import inspect
 import os
 from collections.abc import Callable
-from typing import Any, ClassVar, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, TypeVar
+
+if TYPE_CHECKING:  # annotations only: torch and the loaders are imported when reading
+    from torch.utils.data import DataLoader, Dataset
+
+    from dsm_lightning.data.loaders import LoaderSettings
 
 __all__ = [
     "AnnotationError", "SkippedItem", "SourceSplits", "VideoRecord", "VideoSource",
@@ -130,7 +135,7 @@ class VideoSource:
 
     def build_dataset(
         self, kind: str, records: list[VideoRecord], evaluation: bool, **kwargs: Any
-    ) -> Any:
+    ) -> Dataset:
         """The dataset of a split. Default: the map-style dataset of ``kind`` over the files.
 
         Args:
@@ -152,7 +157,7 @@ class VideoSource:
 
         return clip_dataset(kind, records, **kwargs)
 
-    def build_loader(self, dataset: Any, settings: Any) -> Any:
+    def build_loader(self, dataset: Dataset, settings: LoaderSettings) -> DataLoader:
         """The loader of a dataset from ``build_dataset``. Default: ``loaders.map_loader``.
 
         Args:
