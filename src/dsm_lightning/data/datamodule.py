@@ -262,10 +262,11 @@ class VideoDataModule(pl.LightningDataModule):
                 training: bool = False) -> DataLoader:
         hp = self.hparams
         settings = LoaderSettings(
-            batch_size=batch_size or hp.eval_batch_size or hp.batch_size, training=training, shuffle=shuffle or training,
-            seed=hp.seed, num_workers=hp.num_workers, pin_memory=hp.pin_memory,
-            persistent_workers=hp.persistent_workers, prefetch_factor=hp.prefetch_factor,
-            drop_last=hp.drop_last, report=self.reports.reporter(training),
+            batch_size=batch_size or hp.eval_batch_size or hp.batch_size, training=training,
+            shuffle=shuffle or training, seed=hp.seed, num_workers=hp.num_workers,
+            pin_memory=hp.pin_memory, persistent_workers=hp.persistent_workers,
+            prefetch_factor=hp.prefetch_factor, drop_last=hp.drop_last,
+            report=self.reports.reporter(training),
             epoch=functools.partial(_training_epoch, self) if training else None)
         return self.reports.track(self.source.build_loader(dataset, settings))
 
