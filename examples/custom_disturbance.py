@@ -171,10 +171,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     # 1. One triplet, outside training: the data layer's uint8 batch through the builder.
     batch = next(iter(data.train_dataloader()))
-    triplet = augment(batch["video"], batch["video_shift"], transform=data.transform,
-                      size=data.hparams.crop_size)
-    png = save_triplet_png(out / "triplet.png", triplet, mean=data.transform.mean,
-                           std=data.transform.std)
+    triplet = data.views(batch, "pretrain", generator=torch.Generator().manual_seed(args.seed))
+    spec = data.clip_spec  # the normalisation the views were made with
+    png = save_triplet_png(out / "triplet.png", triplet, mean=spec.mean, std=spec.std)
     print(f"triplet (rows anchor / positive / negative): {png}")
 
     # 2. DSM pretraining with the custom negatives: nothing else changes.

@@ -22,7 +22,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from dsm_lightning.data.datamodule import VideoDataModule
-from dsm_lightning.data.loaders import StreamingSource
 from dsm_lightning.data.shards import write_shards
 from dsm_lightning.data.sources import SourceSplits, VideoSource, create_source, drop_missing
 
@@ -39,7 +38,7 @@ def _splits_of(data: VideoDataModule | VideoSource | str, **source_kwargs: Any
                ) -> tuple[SourceSplits, str, str]:
     """(splits, on_error, description) of a data module, a source or a source name."""
     if isinstance(data, VideoDataModule):
-        if isinstance(data.source, StreamingSource):
+        if not data.source.records_are_files:
             raise ValueError(f"the data section already streams ({type(data.source).__name__}); "
                              "give the original source")
         data.prepare_data()
@@ -51,7 +50,7 @@ def _splits_of(data: VideoDataModule | VideoSource | str, **source_kwargs: Any
     if source_kwargs and not isinstance(data, str):
         raise ValueError("source arguments are given with a VideoSource instance: pass them to "
                          "its constructor")
-    if isinstance(source, StreamingSource):
+    if not source.records_are_files:
         raise ValueError(f"{type(source).__name__} already streams; give the original source")
     source.prepare()
     return drop_missing(source.read()), "skip", f"{source!r}"

@@ -338,9 +338,9 @@ def run_study(
         return eval_dm.clip_dataloader(split, n_clips=n_clips)
 
     def transform(batch: dict[str, Any]) -> dict[str, Any]:
-        return eval_dm.on_after_batch_transfer(batch, 0)
+        return eval_dm.views(batch, "eval")
 
-    data_stats = (eval_dm.transform.mean, eval_dm.transform.std)
+    data_stats = (eval_dm.clip_spec.mean, eval_dm.clip_spec.std)
     results = {}
     for name, (encoder, meta) in scored.items():
         feats = study_features(encoder, batches_of, splits,

@@ -11,6 +11,8 @@ import torch
 from PIL import Image
 
 from dsm_lightning.callbacks.media import TripletMediaLogger, triplet_rows
+from dsm_lightning.data.datamodule import ClipSpec
+from dsm_lightning.disturb import TripletBuilder
 
 B, T, S = 2, 3, 24
 MEAN, STD = (0.4, 0.5, 0.6), (0.2, 0.25, 0.3)
@@ -39,11 +41,10 @@ def batch_with_all_negatives() -> tuple[dict[str, torch.Tensor], dict[str, torch
 
 
 def fake_trainer(tmp_path: Path, kinds=KINDS) -> SimpleNamespace:
-    augment = SimpleNamespace(negative_kinds=kinds)
-    transform = SimpleNamespace(mean=MEAN, std=STD)
+    datamodule = SimpleNamespace(augment=TripletBuilder(negative_kinds=kinds),
+                                 clip_spec=ClipSpec(mean=MEAN, std=STD))
     return SimpleNamespace(log_dir=str(tmp_path), default_root_dir=str(tmp_path),
-                           current_epoch=0, global_step=0, loggers=[],
-                           datamodule=SimpleNamespace(augment=augment, transform=transform))
+                           current_epoch=0, global_step=0, loggers=[], datamodule=datamodule)
 
 
 def test_rows_name_every_negative_kind():

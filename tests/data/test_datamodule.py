@@ -17,7 +17,7 @@ from helpers.video_fixtures import copy_video, frame_ids, make_bad_files, make_k
 from pytorch_lightning.loggers import CSVLogger
 from torch.utils.data import DataLoader
 
-from dsm_lightning.data.datamodule import VideoDataModule
+from dsm_lightning.data.datamodule import ClipSpec, VideoDataModule
 from dsm_lightning.data.datasets import (
     EpochSampler,
     LabelledClipDataset,
@@ -25,6 +25,7 @@ from dsm_lightning.data.datasets import (
     PretrainClipDataset,
     VideoSkippedWarning,
 )
+from dsm_lightning.data.loaders import device_generator
 from dsm_lightning.data.sources import AnnotationError, SyntheticSource, VideoRecord
 from dsm_lightning.data.synthetic import generate_synthetic, render_video, synthetic_settings
 from dsm_lightning.disturb.transform import ClipTransform
@@ -248,6 +249,41 @@ def test_datamodule_loaders_and_device_transforms(synth_dir):
     assert isinstance(dm.augment, TripletBuilder) and isinstance(dm.transform, ClipTransform)
 
 
+def test_views_are_the_one_place_per_stage(synth_dir):
+    """``views(batch, stage)``: what ``on_after_batch_transfer`` gives, from the training
+    loader's batch position by default or an explicit generator; eval is deterministic."""
+    dm = VideoDataModule(source=synthetic(synth_dir), num_workers=0, batch_size=4, n_clips=2,
+                         n_crops=3, seed=7, **CLIP)
+    train = next(iter(dm.train_dataloader()))  # batch 0 of epoch 0 of the training loader
+
+    def draws() -> torch.Generator:
+        return device_generator(7, 0, 0, 0)
+
+    views = dm.views(train, "pretrain", generator=draws())
+    assert set(views) == {"anchor", "positive", "negative", "label", "index"}
+    assert views["anchor"].shape == (4, 3, 4, 28, 28) and views["anchor"].dtype == torch.float32
+    again = dm.views(train, "pretrain", generator=draws())
+    dm.trainer = SimpleNamespace(training=True, current_epoch=0, global_rank=0)
+    hooked = dm.on_after_batch_transfer(train, 0)  # the loader's position: the same draws
+    for key in ("anchor", "positive", "negative"):
+        assert torch.equal(views[key], again[key]) and torch.equal(views[key], hooked[key])
+    assert train["video"].dtype == torch.uint8 and "video_shift" in train  # input untouched
+    clips = dm.views(train, "train", generator=draws())
+    assert torch.equal(clips["video"], dm.transform.train(train["video"], generator=draws()))
+    test = next(iter(dm.test_dataloader()))
+    evaluated = dm.views(test, "eval")
+    assert evaluated["video"].shape == (4, 6, 3, 4, 28, 28)  # 2 windows x 3 crops
+    assert torch.equal(evaluated["video"], dm.views(test, "eval")["video"])
+    dm.trainer = SimpleNamespace(training=False)
+    assert torch.equal(dm.on_after_batch_transfer(test, 0)["video"], evaluated["video"])
+    with pytest.raises(ValueError, match="stage must be one of"):
+        dm.views(train, "fit")
+    spec = dm.clip_spec
+    assert spec == ClipSpec(num_frames=4, crop_size=28, mean=dm.transform.mean,
+                            std=dm.transform.std, n_clips=2, n_crops=3)
+    assert all(isinstance(v, float) for v in spec.mean + spec.std)
+
+
 def test_classify_and_retrieval_tasks(known_dir):
     dm = VideoDataModule(source="folder", root=str(known_dir / "train"),
                          test_root=str(known_dir / "test"), task="retrieval", num_workers=0,
@@ -345,18 +381,18 @@ def test_batch_larger_than_the_training_split_is_rejected(known_dir):
 
 
 def test_decoder_reaches_the_datasets(known_dir, monkeypatch):
-    from dsm_lightning.data import datamodule, torchcodec_backend
+    from dsm_lightning.data import datasets, torchcodec_backend
 
     # The wiring is under test, not torchcodec: pretend the backend loads where it is absent.
     monkeypatch.setattr(torchcodec_backend, "unavailable_reason", lambda: "")
     seen = {}
 
-    class Capture(datamodule.PretrainClipDataset):
+    class Capture(datasets.PretrainClipDataset):
         def __init__(self, records, **kwargs):
             seen.update(kwargs)
             super().__init__(records, **kwargs)
 
-    monkeypatch.setattr(datamodule, "PretrainClipDataset", Capture)
+    monkeypatch.setitem(datasets.DATASET_KINDS, "pretrain", Capture)
     dm = VideoDataModule(source="folder", root=str(known_dir / "train"), num_workers=0,
                          decoder="torchcodec", **CLIP)
     dm.dataset("pretrain", "train")

@@ -374,14 +374,13 @@ def test_weighted_knn_vote_hand_computed():
 class _ClipData(TripletDataModule):
     """Adds the datamodule API the kNN monitor uses: labelled uint8 clips + eval transform."""
 
-    class _Transform:
-        def eval(self, video, size=None):
-            return (video.float() / 255 - 0.5) / 0.25
+    def views(self, batch, stage):
+        assert stage == "eval"  # the monitor asks for evaluation clips, never triplets
+        return dict(batch, video=(batch["video"].float() / 255 - 0.5) / 0.25)
 
     def __init__(self, has_val: bool = True, **kwargs):
         super().__init__(**kwargs)
-        self.transform, self.has_val = self._Transform(), has_val
-        self.hparams.crop_size = None
+        self.has_val = has_val
         self.calls: list[str] = []
 
     def clip_dataloader(self, split, n_clips=1, shuffle=False, batch_size=None):
@@ -402,7 +401,7 @@ def test_knn_monitor_logs_top1_equal_to_direct_computation(tmp_path):
     trainer = _trainer(tmp_path, max_epochs=1, callbacks=[KNNMonitor(k=3)])
     trainer.fit(model, data)
     assert data.calls == ["train", "val"]
-    clips = data.transform.eval(next(iter(data.clip_dataloader("val", batch_size=16)))["video"])
+    clips = data.views(next(iter(data.clip_dataloader("val", batch_size=16))), "eval")["video"]
     features, labels = model.extract_features(clips), data.tensors["label"]
     expected = (weighted_knn_predict(features, features, labels, 4, k=3) == labels).float().mean()
     assert trainer.callback_metrics["val/knn_top1"].item() == pytest.approx(expected.item())
@@ -442,7 +441,7 @@ def test_on_the_real_synthetic_video_datamodule(tmp_path):
 
     def embed(split):
         batch = next(iter(data.clip_dataloader(split, batch_size=64)))
-        clips = data.transform.eval(batch["video"], data.hparams.crop_size)
+        clips = data.views(batch, "eval")["video"]
         return model.extract_features(clips), batch["label"]
 
     memory, memory_labels = embed("train")

@@ -63,7 +63,7 @@ class KNNMonitor(pl.Callback):
     and ``val_split`` clips come from ``trainer.datamodule.clip_dataloader(split)``; each
     rank embeds every ``world_size``-th batch and the features are gathered, so every rank
     computes the same accuracy. uint8 clips are turned into normalised float clips with
-    ``trainer.datamodule.transform.eval`` (the datamodule's
+    ``trainer.datamodule.views(batch, "eval")`` (the datamodule's
     ``on_after_batch_transfer`` would build triplets, since the trainer is training).
     Features come from ``pl_module.extract_features`` (eval mode) when it exists.
 
@@ -138,7 +138,7 @@ class KNNMonitor(pl.Callback):
                 continue
             video = batch["video"].to(pl_module.device)
             if not video.is_floating_point():
-                video = datamodule.transform.eval(video, datamodule.hparams.crop_size)
+                video = datamodule.views({"video": video}, "eval")["video"]
             features.append(extract(video) if extract is not None else pl_module(video))
             labels.append(batch["label"].to(pl_module.device))
         dim = getattr(getattr(pl_module, "encoder", None), "feature_dim", 1)

@@ -19,6 +19,8 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
+from dsm_lightning.data.datamodule import clip_spec_of
+from dsm_lightning.disturb.views import ViewBuilder
 from dsm_lightning.evaluation.plots import log_png
 from dsm_lightning.normalization import KINETICS_MEAN, KINETICS_STD, denormalize
 
@@ -266,11 +268,10 @@ class TripletMediaLogger(pl.Callback):
             The files written.
         """
         datamodule = getattr(trainer, "datamodule", None)
+        mean, std = clip_spec_of(datamodule)[2:4]
         augment = getattr(datamodule, "augment", None)
-        transform = getattr(datamodule, "transform", None)
-        mean = tuple(getattr(transform, "mean", KINETICS_MEAN))
-        std = tuple(getattr(transform, "std", KINETICS_STD))
-        rows = triplet_rows(triplet, tuple(getattr(augment, "negative_kinds", ()) or ()))
+        kinds = augment.negative_kinds if isinstance(augment, ViewBuilder) else ()
+        rows = triplet_rows(triplet, tuple(kinds))
         out = self.media_dir(trainer)
         epoch, step = trainer.current_epoch, trainer.global_step
         samples = min(self.max_samples, rows[0][1].shape[0])

@@ -29,6 +29,7 @@ class LineProgressBar(ProgressBar):
         self._enabled = True
         self._last = 0.0
         self._epoch_start = 0.0
+        self._batches = 0  # batches of the epoch done: the last hook's batch_idx + 1
 
     def disable(self) -> None:
         """Stop writing lines."""
@@ -58,18 +59,20 @@ class LineProgressBar(ProgressBar):
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Start the epoch's clock."""
         self._epoch_start = self._last = time.monotonic()
+        self._batches = 0
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
         batch_idx: int,
     ) -> None:
         """A line when ``interval`` has passed."""
+        self._batches = batch_idx + 1
         if time.monotonic() - self._last >= self.interval:
-            self._write(self._line(trainer, pl_module, batch_idx + 1))
+            self._write(self._line(trainer, pl_module, self._batches))
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """A line per epoch, with the epoch's metrics."""
-        self._write(self._line(trainer, pl_module, trainer.fit_loop.epoch_loop.batch_idx + 1))
+        self._write(self._line(trainer, pl_module, self._batches))
 
     def print(self, *args: Any, **kwargs: Any) -> None:
         """Print on its own line."""

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -42,8 +42,10 @@ from dsm_lightning.data.sampling import (
     RandomClipSampler,
     UniformClipSampler,
 )
-from dsm_lightning.data.sources import VideoRecord
 from dsm_lightning.data.video_io import VideoDecodeError, VideoReader, check_decoder
+
+if TYPE_CHECKING:  # annotations only: ``sources.base`` builds these datasets (no cycle)
+    from dsm_lightning.data.sources import VideoRecord
 
 ON_ERROR = ("skip", "raise")
 # How many following videos a skipped item may try before giving up.
@@ -426,3 +428,13 @@ DATASET_KINDS: dict[str, type[VideoDataset]] = {
     "clip": LabelledClipDataset,
     "multiview": MultiViewClipDataset,
 }
+
+
+def clip_dataset(kind: str, records: Sequence[VideoRecord], **kwargs: Any) -> VideoDataset:
+    """The map-style dataset of ``kind`` (a key of ``DATASET_KINDS``) over ``records``.
+
+    Raises:
+        ValueError: Unknown ``kind`` (the message names it).
+    """
+    check_choice("kind", kind, tuple(DATASET_KINDS))
+    return DATASET_KINDS[kind](records, **kwargs)

@@ -1,34 +1,38 @@
-"""Training / evaluation loaders of ``VideoDataModule``: skip reports, resumable passes.
+"""Loaders of ``VideoDataModule``: one loader factory, skip reports, resumable passes.
 
+- ``LoaderSettings`` is what the data module asks of a loader; ``loader_kwargs`` turns it
+  into the ``DataLoader`` keyword arguments (the one place they are built) and
+  ``map_loader`` into the loader of a map-style dataset (a source's default
+  ``build_loader``; streamed sources build theirs from the same ``loader_kwargs``).
 - ``VideoLoader`` reports the videos skipped in each pass once, also under ``Trainer.fit``
-  (which stops after ``len(loader)`` batches, so nothing after a pass's last batch runs).
-- ``TrainLoader`` starts each pass at the batch the trainer has reached (exact resume).
+  (which stops after ``len(loader)`` batches, so nothing after a pass's last batch runs);
+  ``SkipReports`` collects the reports of one data module.
+- ``TrainLoader`` counts the batches of its pass (``PassPosition``) and is resumable through
+  ``state_dict`` / ``load_state_dict`` (``{"epoch", "batches"}``): the next pass of that
+  epoch starts at the batch the state was saved after.
 - ``device_generator`` seeds the device-side draws of one training batch.
-- ``StreamingSource`` is the hook through which a source builds its own datasets and
-  loaders (streamed formats such as ``source="shards"``); ``LoaderSettings`` is what the
-  data module hands it.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
-import logging
 import os
 import warnings
-from collections.abc import Callable, Iterator
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from dsm_lightning import distributed
 from dsm_lightning.data.datasets import EpochSampler, VideoDataset, VideoSkippedWarning
-from dsm_lightning.data.sources import VideoRecord, VideoSource
 
-__all__ = ["LoaderSettings", "ResumableSampler", "StreamingSource", "TrainLoader",
-           "VideoLoader", "device_generator", "log_skip_summary"]
-
-log = logging.getLogger(__name__)
+__all__ = ["LoaderSettings", "PassPosition", "ResumableSampler", "SkipReports", "TrainLoader",
+           "TrainingCursor", "VideoLoader", "device_generator", "loader_kwargs",
+           "log_skip_summary", "map_loader", "worker_init"]
 
 # Separates the device-side random stream from the workers' (seed, epoch, index) streams.
 _DEVICE_STREAM = 0x5EED
@@ -77,8 +81,14 @@ def log_skip_summary(dataset: VideoDataset, epoch: int | None = None) -> dict[st
     return report
 
 
+def worker_init(worker_id: int) -> None:
+    """Loader worker start: one intra-op thread per worker (the workers already run in
+    parallel)."""
+    torch.set_num_threads(1)
+
+
 class LoaderSettings(NamedTuple):
-    """What ``VideoDataModule`` asks of a loader (handed to ``StreamingSource.build_loader``).
+    """What ``VideoDataModule`` asks of a loader (handed to ``VideoSource.build_loader``).
 
     Attributes:
         batch_size: Batch size per process.
@@ -87,14 +97,13 @@ class LoaderSettings(NamedTuple):
         seed: The data module's seed.
         num_workers: Worker processes.
         pin_memory: Pin host memory.
-        persistent_workers: Keep workers between passes.
-        prefetch_factor: Batches prefetched per worker (None without workers).
-        drop_last: Drop the last incomplete batch.
+        persistent_workers: Keep workers between passes (only with workers).
+        prefetch_factor: Batches prefetched per worker (only with workers).
+        drop_last: Drop the last incomplete batch (training only).
+        report: ``report(dataset, epoch)`` reports a pass's skipped videos, or None.
+        epoch: ``epoch()`` is the trainer's current epoch while it trains, else None (a
+            streamed loader has no sampler for Lightning's ``set_epoch``).
         worker_init_fn: Called in each worker.
-        report: ``report(dataset, epoch)`` reports a pass's skipped videos.
-        epoch: ``epoch()`` is the trainer's current epoch while fitting, else None.
-        position: ``position()`` is the number of batches of the current epoch the trainer
-            is past (a resumed epoch starts there), None when not fitting.
     """
 
     batch_size: int
@@ -102,57 +111,55 @@ class LoaderSettings(NamedTuple):
     shuffle: bool
     seed: int
     num_workers: int
-    pin_memory: bool
-    persistent_workers: bool
-    prefetch_factor: int | None
-    drop_last: bool
-    worker_init_fn: Callable[[int], None] | None
-    report: Callable[[Any, int | None], None] | None
-    epoch: Callable[[], int | None]
-    position: Callable[[], int | None]
+    pin_memory: bool = False
+    persistent_workers: bool = False
+    prefetch_factor: int = 2
+    drop_last: bool = False
+    report: Callable[[Any, int | None], None] | None = None
+    epoch: Callable[[], int | None] | None = None
+    worker_init_fn: Callable[[int], None] | None = worker_init
 
 
-class StreamingSource(VideoSource):
-    """A source that builds its own datasets and loaders (the hook of streamed formats).
+def loader_kwargs(settings: LoaderSettings) -> dict[str, Any]:
+    """The ``DataLoader`` keyword arguments of ``settings`` (the one place they are built).
 
-    ``VideoDataModule`` reads its records like any source's (``read()``: class names,
-    split sizes, labels; the files are not checked, so records need not be files), then asks
-    ``build_dataset`` for each dataset and ``build_loader`` for each loader; None from either
-    keeps the data module's own (map-style dataset over the records' files, its samplers).
-    A streamed training dataset must yield the items of the map-style dataset it replaces
-    (``VideoDataset.load_item`` of the kwargs it is given), split across processes and
-    workers, each video once per epoch. ``val_split`` must be 0 (the splits are fixed when
-    the data is packed).
+    Returns:
+        ``batch_size``, ``num_workers``, ``pin_memory``, ``persistent_workers``,
+        ``prefetch_factor``, ``drop_last`` and ``worker_init_fn`` (the worker-only ones off
+        without workers; ``drop_last`` only for the training loader).
     """
+    workers = settings.num_workers
+    return dict(batch_size=settings.batch_size, num_workers=workers,
+                pin_memory=settings.pin_memory,
+                persistent_workers=settings.persistent_workers and workers > 0,
+                prefetch_factor=settings.prefetch_factor if workers > 0 else None,
+                drop_last=settings.drop_last and settings.training,
+                worker_init_fn=settings.worker_init_fn if workers > 0 else None)
 
-    def build_dataset(
-        self, kind: str, records: list[VideoRecord], evaluation: bool, **kwargs: Any
-    ) -> Dataset | None:
-        """The dataset of a split, or None for the data module's own.
 
-        Args:
-            kind: ``"pretrain"`` (``PretrainClipDataset``), ``"clip"``
-                (``LabelledClipDataset``) or ``"multiview"`` (``MultiViewClipDataset``).
-            records: The split's records (from ``read()``).
-            evaluation: An evaluation dataset (bad videos left out, not replaced).
-            **kwargs: The dataset class's arguments (``split`` names the split).
+def map_loader(dataset: Dataset, settings: LoaderSettings) -> VideoLoader:
+    """The loader of a map-style dataset (``VideoSource.build_loader``'s default).
 
-        Returns:
-            A dataset, or None.
-        """
-        return None
+    Training: a ``TrainLoader`` over a ``ResumableSampler`` split across the processes;
+    otherwise a ``VideoLoader`` over the whole split (an ``EpochSampler`` when shuffled),
+    collated with the dataset's ``collate_fn`` (bad videos left out).
 
-    def build_loader(self, dataset: Dataset, settings: LoaderSettings) -> DataLoader | None:
-        """The loader of a dataset this source built, or None for the data module's own.
+    Args:
+        dataset: A ``VideoDataset``.
+        settings: The data module's settings.
 
-        Args:
-            dataset: What ``build_dataset`` returned.
-            settings: The data module's loader settings.
-
-        Returns:
-            A loader, or None.
-        """
-        return None
+    Returns:
+        The loader.
+    """
+    common = dict(loader_kwargs(settings), report=settings.report)
+    if settings.training:
+        sampler = ResumableSampler(dataset, num_replicas=distributed.world_size(),
+                                   rank=distributed.rank(), shuffle=True, seed=settings.seed,
+                                   drop_last=False)
+        return TrainLoader(dataset, sampler=sampler, **common)
+    sampler = EpochSampler(dataset, num_replicas=1, rank=0, shuffle=True, seed=settings.seed,
+                           drop_last=False) if settings.shuffle else None
+    return VideoLoader(dataset, sampler=sampler, collate_fn=dataset.collate_fn, **common)
 
 
 class ResumableSampler(EpochSampler):
@@ -165,12 +172,77 @@ class ResumableSampler(EpochSampler):
         return itertools.islice(super().__iter__(), skip, None)
 
 
+class PassPosition:
+    """Where a training loader stands: the epoch of its pass and the batches of it yielded.
+
+    A loader calls ``begin`` when a pass starts (it returns the batches to skip: those of a
+    loaded state of the same epoch), ``advance`` before yielding each batch and ``end``
+    after the last, so while the consumer holds batch ``k`` (0-based) of the epoch,
+    ``batches == k + 1`` and ``current() == (epoch, k)``. Lightning does not prefetch from
+    a sized training loader, so a checkpoint saved after batch ``k`` holds ``k + 1``.
+    """
+
+    def __init__(self) -> None:
+        self.epoch: int | None = None
+        self.batches = 0
+        self._yielding = False
+        self._pending: tuple[int, int] | None = None
+
+    def state_dict(self) -> dict[str, int]:
+        """``{"epoch", "batches"}``: the pass's epoch and its batches yielded (or the state
+        loaded for the next pass, before it starts)."""
+        epoch, batches = self._pending or (self.epoch or 0, self.batches)
+        return {"epoch": int(epoch), "batches": int(batches)}
+
+    def load_state_dict(self, state: Mapping[str, int]) -> None:
+        """Start the next pass of ``state["epoch"]`` after ``state["batches"]`` batches."""
+        self._pending = (int(state["epoch"]), int(state["batches"]))
+
+    def next_epoch(self, length: int | None) -> int | None:
+        """The epoch a loaded state resumes (the next one when it ended its epoch), or None."""
+        if self._pending is None:
+            return None
+        epoch, batches = self._pending
+        return epoch + 1 if length is not None and batches >= length else epoch
+
+    def begin(self, epoch: int | None, length: int | None) -> tuple[int, int]:
+        """Start a pass; returns ``(epoch, batches to skip)``.
+
+        Args:
+            epoch: The pass's epoch (the trainer's / sampler's); None: a loaded state's, else
+                the one after the last pass (0 first).
+            length: Batches per pass (a loaded state of a finished epoch resumes the next).
+        """
+        resumed, pending, self._pending = self.next_epoch(length), self._pending, None
+        if epoch is None:
+            epoch = resumed if resumed is not None else (
+                0 if self.epoch is None else self.epoch + 1)
+        skip = pending[1] if pending is not None and resumed == pending[0] == epoch else 0
+        self.epoch, self.batches, self._yielding = epoch, skip, False
+        return epoch, skip
+
+    def advance(self) -> None:
+        """Count the batch about to be yielded."""
+        self.batches += 1
+        self._yielding = True
+
+    def end(self) -> None:
+        """The pass yielded its last batch."""
+        self._yielding = False
+
+    def current(self) -> tuple[int, int] | None:
+        """``(epoch, position)`` of the batch last yielded; None outside a pass."""
+        if not self._yielding or self.epoch is None:
+            return None
+        return self.epoch, self.batches - 1
+
+
 class VideoLoader(DataLoader):
     """A ``DataLoader`` that reports the skipped videos of each pass once.
 
     Lightning stops after ``len(loader)`` batches, so code after a pass's last batch never
     runs under ``Trainer.fit``: a pass is reported when the next one starts, when it is
-    drained (``list(loader)``), or by ``VideoDataModule.teardown``.
+    drained (``list(loader)``), or by ``SkipReports.close`` (the data module's teardown).
     """
 
     def __init__(self, *args: Any, report: Callable[[Any, int | None], None] | None = None,
@@ -196,36 +268,132 @@ class VideoLoader(DataLoader):
 
 
 class TrainLoader(VideoLoader):
-    """The training loader: each pass starts at the batch the trainer has reached.
+    """The training loader of map-style datasets: resumable mid-epoch.
 
-    At the start of a pass it asks ``position()`` how many batches of the current epoch the
-    trainer has processed: 0 for a new epoch, k after resuming from a checkpoint saved k
-    batches into the epoch (Lightning restores its loop counters before the pass starts),
-    and skips that many batches without decoding them. Reading the restored loop rather than
-    a loader state also covers Lightning setting up the loader before restoring states
-    (``estimated_stepping_batches`` in ``configure_optimizers``), which skips
-    ``load_state_dict``. ``state_dict`` / ``load_state_dict`` exist so that Lightning treats
-    the loader as resumable.
+    Its pass's epoch is the sampler's (Lightning calls ``set_epoch`` before each epoch);
+    it counts the batches it yields (``position``), and ``load_state_dict`` makes the next
+    pass of the saved epoch skip the saved number of batches without decoding them.
     """
 
-    def __init__(self, *args: Any, position: Callable[[], int | None] | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._position = position
-
-    def _done(self) -> int:
-        done = self._position() if self._position is not None else None
-        return int(done or 0)
+        self.position = PassPosition()
 
     def state_dict(self) -> dict[str, int]:
-        """``{"epoch", "batches"}``: where the current pass stands (informative)."""
-        return {"epoch": int(getattr(self.sampler, "epoch", 0)), "batches": self._done()}
+        """``{"epoch", "batches"}``: see ``PassPosition.state_dict``."""
+        return self.position.state_dict()
 
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        """Nothing to load: the next pass reads the restored loop's position itself."""
+    def load_state_dict(self, state: Mapping[str, int]) -> None:
+        """Resume at ``state`` on the next pass of its epoch (also sets the sampler's epoch,
+        which Lightning sets again before the pass)."""
+        self.position.load_state_dict(state)
+        epoch = self.position.next_epoch(len(self))
+        if epoch is not None and hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)
 
     def __iter__(self):  # type: ignore[override]
-        done = self._done()
-        if done and isinstance(self.sampler, ResumableSampler):
-            self.sampler.skip = done * self.batch_size
-        yield from super().__iter__()
+        _, skip = self.position.begin(int(getattr(self.sampler, "epoch", 0)), len(self))
+        if isinstance(self.sampler, ResumableSampler):
+            self.sampler.skip = skip * self.batch_size  # type: ignore[operator]
+        for batch in super().__iter__():
+            self.position.advance()
+            yield batch
+        self.position.end()
+
+
+class SkipReports:
+    """The skipped-video reports of one data module's loaders: per pass and at teardown.
+
+    Args:
+        trainer: ``trainer()`` is the running trainer (its loggers get the counts) or None.
+    """
+
+    def __init__(self, trainer: Callable[[], Any]) -> None:
+        self._trainer = trainer
+        self._loaders: weakref.WeakSet[VideoLoader] = weakref.WeakSet()
+
+    def reporter(self, training: bool) -> Callable[[Any, int | None], None]:
+        """The ``LoaderSettings.report`` of a training or evaluation loader."""
+        return functools.partial(self.report, training=training)
+
+    def track(self, loader: DataLoader) -> DataLoader:
+        """Remember a loader whose last pass ``close`` reports; returns it."""
+        if isinstance(loader, VideoLoader):
+            self._loaders.add(loader)
+        return loader
+
+    def report(self, dataset: Any, epoch: int | None, training: bool = False) -> None:
+        """Warn about a pass's skipped videos and log the count (training: every pass)."""
+        report = log_skip_summary(dataset, epoch)
+        if training:
+            metrics = {"data/skipped_videos": float(len(report)),
+                       "data/skipped_items": float(sum(report.values()))}
+        elif report:
+            metrics = {f"data/left_out_videos/{dataset.split}": float(len(report))}
+        else:
+            return
+        trainer = self._trainer()
+        for logger in getattr(trainer, "loggers", None) or ():
+            logger.log_metrics(metrics, step=int(trainer.global_step))
+
+    def close(self, datasets: Iterable[Any]) -> None:
+        """Report what is not reported yet: each loader's last pass, then every dataset."""
+        for loader in list(self._loaders):
+            loader.report()
+        for dataset in datasets:
+            self.report(dataset, None)
+
+
+class TrainingCursor:
+    """A data module's training loader and where it stands.
+
+    Holds the last training loader built (``attach``), gives its position for checkpoints
+    (``state_dict``), hands it a loaded position (``load_state_dict``; kept until the loader
+    exists when it comes first, as from Lightning's ``restore_datamodule``), and seeds the
+    device draws of the batch being transferred (``generator``).
+
+    Args:
+        seed: The data module's seed.
+    """
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self.loader: Any = None
+        self._pending: Mapping[str, int] | None = None
+        self._loose = 0  # training batches transferred outside a training pass
+
+    def attach(self, loader: DataLoader) -> DataLoader:
+        """Follow ``loader`` (the new training loader); it gets a pending position. Returns it."""
+        self.loader = loader
+        if self._pending is not None and hasattr(loader, "load_state_dict"):
+            loader.load_state_dict(self._pending)
+            self._pending = None
+        return loader
+
+    def state_dict(self) -> dict[str, Any]:
+        """``{"train_loader": {"epoch", "batches"}}`` (empty without a position)."""
+        loader = self.loader
+        state = loader.state_dict() if hasattr(loader, "state_dict") else self._pending
+        return {"train_loader": dict(state)} if state else {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Resume the training loader at ``state["train_loader"]`` (now or once attached)."""
+        self._pending = state.get("train_loader") or None
+        if self.loader is not None:
+            self.attach(self.loader)
+
+    def generator(self, trainer: Any) -> torch.Generator:
+        """``device_generator`` of the training batch being transferred.
+
+        Its epoch and position are those of the batch the training loader yielded last
+        (``PassPosition.current``); outside a training pass (a batch given by hand), the
+        trainer's epoch and a running count. The rank is the trainer's (else the process's).
+        """
+        position = getattr(self.loader, "position", None)
+        place = position.current() if position is not None else None
+        if place is None:
+            place = (int(getattr(trainer, "current_epoch", 0) or 0), self._loose)
+            self._loose += 1
+        rank = getattr(trainer, "global_rank", None)
+        return device_generator(self.seed, *place,
+                                distributed.rank() if rank is None else int(rank))

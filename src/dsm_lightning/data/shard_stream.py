@@ -6,8 +6,8 @@
   one of the stream (the count of items per process stays that of LitData).
 - ``ShardLoader``: LitData's ``StreamingDataLoader`` that follows the trainer: each pass
   takes the trainer's epoch (shuffle and item randomness; it reaches persistent workers
-  through shared memory) and a resumed epoch starts at the batch the trainer reached,
-  through LitData's own resume state.
+  through shared memory), and a pass resumed from ``load_state_dict`` (``{"epoch",
+  "batches"}``, as ``TrainLoader``) starts at that batch through LitData's resume state.
 - ``ShardOpener``: random access to one video's bytes by position (evaluation).
 """
 
@@ -23,24 +23,18 @@ import torch  # noqa: E402
 from litdata import StreamingDataLoader, StreamingDataset  # noqa: E402
 from torch.utils.data import default_collate  # noqa: E402
 
-from dsm_lightning._checks import check_choice  # noqa: E402
-from dsm_lightning.data.datasets import (  # noqa: E402
-    DATASET_KINDS,
-    VideoDataset,
-    VideoOpener,
-)
+from dsm_lightning.data.datasets import VideoDataset, VideoOpener, clip_dataset  # noqa: E402
 from dsm_lightning.data.frame_index import CACHE, FrameIndex  # noqa: E402
-from dsm_lightning.data.loaders import LoaderSettings, VideoLoader  # noqa: E402
+from dsm_lightning.data.loaders import (  # noqa: E402
+    LoaderSettings,
+    PassPosition,
+    VideoLoader,
+    loader_kwargs,
+)
 from dsm_lightning.data.sources import VideoRecord  # noqa: E402
 from dsm_lightning.data.video_io import VideoDecodeError, VideoReader  # noqa: E402
 
 __all__ = ["ShardLoader", "ShardOpener", "ShardStream", "clip_dataset", "reader_from_sample"]
-
-
-def clip_dataset(kind: str, records: list[VideoRecord], **kwargs: Any) -> VideoDataset:
-    """The map-style dataset of ``kind`` (``"pretrain"``, ``"clip"``, ``"multiview"``)."""
-    check_choice("kind", kind, sorted(DATASET_KINDS))
-    return DATASET_KINDS[kind](records, **kwargs)
 
 
 def reader_from_sample(sample: dict[str, Any], name: str, threads: int = 0) -> VideoReader:
@@ -204,40 +198,42 @@ class ShardStream(StreamingDataset):
 
 
 class ShardLoader(VideoLoader, StreamingDataLoader):
-    """LitData's loader of a ``ShardStream``, driven by the trainer's epoch and position.
+    """LitData's loader of a ``ShardStream``, resumable mid-epoch like ``TrainLoader``.
 
-    Each pass asks ``epoch()``: when it is an int (fitting), the pass streams that epoch's
-    order and items, and starts ``position()`` batches in (a run resumed mid-epoch) by
-    loading the state LitData would have saved there; when it is None, passes count from 0
-    as LitData does, and ``state_dict`` / ``load_state_dict`` are LitData's. The epoch
-    reaches persistent workers through the stream's shared pass record; a resumed pass is
-    always a loader's first (fresh workers receive the state). Skipped videos are reported
-    once per pass, like ``VideoLoader``.
+    Each pass streams one epoch's order and items: the trainer's epoch while it trains
+    (``epoch()``), else the epoch of a loaded state, else the one after the last pass (0
+    first). It counts the batches it yields (``position``); ``state_dict`` /
+    ``load_state_dict`` are ``{"epoch", "batches"}`` (``PassPosition``), and a pass resumed
+    ``k`` batches into its epoch starts there by loading the state LitData would have saved
+    after ``k`` batches. The epoch reaches persistent workers through the stream's shared
+    pass record; a resumed pass is always a loader's first (fresh workers receive the
+    state). Skipped videos are reported once per pass, like ``VideoLoader``.
 
     Args:
         dataset: The stream.
-        epoch: The trainer's epoch while fitting, else None.
-        position: Batches of the current epoch the trainer is past.
+        epoch: The trainer's epoch while it trains, else None.
         **kwargs: ``StreamingDataLoader`` / ``VideoLoader`` arguments.
     """
 
     def __init__(self, dataset: ShardStream, *,
-                 epoch: Callable[[], int | None] | None = None,
-                 position: Callable[[], int | None] | None = None, **kwargs: Any) -> None:
+                 epoch: Callable[[], int | None] | None = None, **kwargs: Any) -> None:
         super().__init__(dataset, **kwargs)
-        self._epoch, self._position = epoch, position
+        self._epoch = epoch
+        self.position = PassPosition()
 
     @classmethod
     def from_settings(cls, dataset: ShardStream, settings: LoaderSettings) -> ShardLoader:
-        """The loader ``VideoDataModule`` asks for (``LoaderSettings``)."""
-        workers = settings.num_workers
-        return cls(dataset, epoch=settings.epoch, position=settings.position,
-                   report=settings.report, batch_size=settings.batch_size,
-                   num_workers=workers, pin_memory=settings.pin_memory,
-                   persistent_workers=settings.persistent_workers and workers > 0,
-                   drop_last=settings.drop_last, collate_fn=default_collate,
-                   prefetch_factor=settings.prefetch_factor if workers else None,
-                   worker_init_fn=settings.worker_init_fn if workers else None)
+        """The loader ``VideoDataModule`` asks for (``loader_kwargs`` of its settings)."""
+        return cls(dataset, epoch=settings.epoch, report=settings.report,
+                   collate_fn=default_collate, **loader_kwargs(settings))
+
+    def state_dict(self) -> dict[str, int]:  # type: ignore[override]
+        """``{"epoch", "batches"}``: see ``PassPosition.state_dict``."""
+        return self.position.state_dict()
+
+    def load_state_dict(self, state: dict[str, int]) -> None:  # type: ignore[override]
+        """Resume at ``state`` on the next pass of its epoch."""
+        self.position.load_state_dict(state)
 
     def start_at(self, epoch: int, batches: int = 0) -> None:
         """Make the next pass stream ``epoch``, starting ``batches`` batches in.
@@ -246,6 +242,10 @@ class ShardLoader(VideoLoader, StreamingDataLoader):
             epoch: Epoch number (0-based).
             batches: Batches of that epoch already consumed.
         """
+        self.load_state_dict({"epoch": epoch, "batches": batches})
+
+    def _seek(self, epoch: int, batches: int) -> None:
+        """Set LitData's state for a pass of ``epoch`` that starts ``batches`` batches in."""
         stream: ShardStream = self.dataset  # type: ignore[assignment]
         self.restore = False
         stream.reset_state_dict()
@@ -254,24 +254,23 @@ class ShardLoader(VideoLoader, StreamingDataLoader):
         if batches <= 0 or yielded >= len(stream):
             return
         stream.current_epoch = epoch + 1
-        self.load_state_dict({
+        StreamingDataLoader.load_state_dict(self, {
             "dataset": stream.state_dict(yielded, self.num_workers, self.batch_size),
             "current_epoch": epoch + 1,
             "num_samples_yielded": yielded,
             "latest_worker_idx": (batches - 1) % max(self.num_workers, 1),
         })
 
-    def _pass_epoch_now(self) -> int:
-        epoch = self._epoch() if self._epoch is not None else None
-        if epoch is not None:
-            self.start_at(epoch, int(self._position() or 0) if self._position else 0)
-            return epoch
-        return self.current_epoch - 1 if self.restore else self.current_epoch
-
     def __iter__(self):  # type: ignore[override]
         self.report()
-        self._pass_epoch = self._pass_epoch_now()  # read at the first batch (after a restore)
-        self.dataset.start_pass(self._pass_epoch, self.restore)
+        fitting = self._epoch() if self._epoch is not None else None
+        epoch, skip = self.position.begin(fitting, len(self))  # at the first batch
+        self._seek(epoch, skip)
+        self._pass_epoch = epoch
+        self.dataset.start_pass(epoch, self.restore)
         self._unreported = True
-        yield from StreamingDataLoader.__iter__(self)
+        for batch in StreamingDataLoader.__iter__(self):
+            self.position.advance()
+            yield batch
+        self.position.end()
         self.report()

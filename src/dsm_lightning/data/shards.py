@@ -38,13 +38,14 @@ from typing import Any
 import numpy as np
 
 from dsm_lightning.data.datasets import VideoSkippedWarning
-from dsm_lightning.data.loaders import LoaderSettings, StreamingSource
+from dsm_lightning.data.loaders import LoaderSettings
 from dsm_lightning.data.sources import (
     SkippedItem,
     SourceSplits,
     VideoRecord,
     register_source,
 )
+from dsm_lightning.data.sources.streaming import StreamingSource
 from dsm_lightning.data.video_io import VideoDecodeError, load_frame_index
 from dsm_lightning.progress import track
 
@@ -342,15 +343,15 @@ class ShardSource(StreamingSource):
             raise ValueError(f"decoder={kwargs['decoder']!r}: shards decode with decoder='pyav'")
         opener = shard_stream.ShardOpener(self.split_dir(split), self.positions(split),
                                           self.cache_dir)
-        clips = shard_stream.clip_dataset(kind, records, opener=opener, **kwargs)
+        clips = super().build_dataset(kind, records, evaluation, opener=opener, **kwargs)
         if evaluation:
             return clips
         return shard_stream.ShardStream(self.split_dir(split), clips, cache_dir=self.cache_dir)
 
     def build_loader(self, dataset: Any, settings: LoaderSettings) -> Any:
-        """A ``ShardLoader`` for a ``ShardStream``; None (the data module's) otherwise."""
+        """A ``ShardLoader`` for a ``ShardStream``; the map-style loader otherwise."""
         from dsm_lightning.data import shard_stream
 
         if not isinstance(dataset, shard_stream.ShardStream):
-            return None
+            return super().build_loader(dataset, settings)
         return shard_stream.ShardLoader.from_settings(dataset, settings)

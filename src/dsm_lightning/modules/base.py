@@ -28,11 +28,11 @@ import torch
 from torch import Tensor, nn
 
 from dsm_lightning._checks import check_choice, check_positive
+from dsm_lightning.data.datamodule import clip_spec_of
 from dsm_lightning.models.backbones import as_backbone
 from dsm_lightning.models.encoder_io import load_backbone_weights, save_encoder
 from dsm_lightning.models.heads import ProjectionHead
 from dsm_lightning.models.registry import create_backbone
-from dsm_lightning.normalization import KINETICS_MEAN, KINETICS_STD
 from dsm_lightning.schedules import LR_SCHEDULES, lr_factor, update_momentum
 
 __all__ = ["ContrastiveModule", "build_backbone"]
@@ -342,21 +342,9 @@ class ContrastiveModule(pl.LightningModule):
 
     def encoder_metadata(self) -> dict[str, Any]:
         """Input normalisation and clip size of the data it trains on (defaults when unknown)."""
-        meta: dict[str, Any] = {"mean": KINETICS_MEAN, "std": KINETICS_STD,
-                                "num_frames": None, "crop_size": None}
-        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
-        transform = getattr(datamodule, "transform", None)  # holds the normalisation
-        for name in ("mean", "std"):
-            value = getattr(transform, name, None)
-            if value is not None:
-                meta[name] = value
-        hparams = getattr(datamodule, "hparams", None)
-        if hparams is not None and hasattr(hparams, "get"):
-            meta["num_frames"] = hparams.get("num_frames")
-            meta["crop_size"] = hparams.get("crop_size")
-        meta["mean"] = [float(v) for v in meta["mean"]]
-        meta["std"] = [float(v) for v in meta["std"]]
-        return meta
+        spec = clip_spec_of(self._trainer.datamodule if self._trainer else None)
+        return {"mean": [float(v) for v in spec.mean], "std": [float(v) for v in spec.std],
+                "num_frames": spec.num_frames, "crop_size": spec.crop_size}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Add the input normalisation, clip size and method for ``load_encoder``."""

@@ -34,6 +34,7 @@ from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor, nn
 
 from dsm_lightning._checks import check_choice
+from dsm_lightning.data.datamodule import clip_spec_of
 from dsm_lightning.evaluation.retrieval import (
     CLIP_REDUCTIONS,
     DEFAULT_KS,
@@ -174,11 +175,10 @@ class RetrievalModule(pl.LightningModule):
 
     def on_test_start(self) -> None:
         """Refuse a data module that gives several views per video to ``protocol="centre"``."""
-        datamodule = getattr(self.trainer, "datamodule", None)
-        settings = getattr(datamodule, "hparams", {})
         if self.hparams.protocol != "centre":
             return
-        views = {key: settings.get(key, 1) for key in ("n_clips", "n_crops")}
+        spec = clip_spec_of(self.trainer.datamodule)
+        views = {"n_clips": spec.n_clips, "n_crops": spec.n_crops}
         if views != {"n_clips": 1, "n_crops": 1}:
             raise ValueError(
                 f"protocol='centre' takes one clip per video (the centre window, centre crop) "

@@ -21,7 +21,8 @@ Parsers never decode video. A malformed or missing annotation file raises
 ``AnnotationError`` naming the file and line; entries that can be dropped (unknown class
 names, missing video files) are returned as ``SkippedItem`` so the data module applies its
 ``on_error`` policy. A user's own source subclasses ``VideoSource`` (see
-``examples/custom_source.py``).
+``examples/custom_source.py``); a streamed format subclasses ``StreamingSource``
+(``streaming``), which says how it is read (docs/scale.md).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from dsm_lightning.data.sources.hmdb51 import HMDB51Source, read_hmdb51
 from dsm_lightning.data.sources.kinetics import KineticsCSVSource, read_kinetics_csv
 from dsm_lightning.data.sources.lists import ListSource, read_list_files
 from dsm_lightning.data.sources.ssv2 import SSv2Source, read_ssv2
+from dsm_lightning.data.sources.streaming import StreamingSource
 from dsm_lightning.data.sources.synthetic import (
     CameraSyntheticSource,
     ClutterSyntheticSource,
@@ -58,8 +60,9 @@ from dsm_lightning.data.sources.synthetic import (
 from dsm_lightning.data.sources.ucf101 import UCF101Source, read_ucf101
 
 __all__ = [
-    "AnnotationError", "CameraSyntheticSource", "ClutterSyntheticSource", "Diving48Source", "FolderSource", "HMDB51Source", "KineticsCSVSource",
-    "ListSource", "SSv2Source", "SkippedItem", "SourceSplits", "SyntheticSource",
+    "AnnotationError", "CameraSyntheticSource", "ClutterSyntheticSource", "Diving48Source",
+    "FolderSource", "HMDB51Source", "KineticsCSVSource", "ListSource", "SSv2Source",
+    "SkippedItem", "SourceSplits", "StreamingSource", "SyntheticSource",
     "UCF101Source", "VideoRecord", "VideoSource", "add_test_tree", "create_source",
     "drop_missing", "list_class_folders", "list_sources", "read_diving48", "read_folder",
     "read_hmdb51", "read_kinetics_csv", "read_list_files", "read_ssv2", "read_ucf101",

@@ -1,8 +1,11 @@
-"""What a source is and the registry of sources (standard library and the leaf ``registry``).
+"""What a source is and the registry of sources (standard library and the leaf ``registry``
+at import time).
 
 A source is a small class that knows where a dataset's videos are and how they split:
 ``read()`` returns a ``SourceSplits`` (records per split, class names, dropped entries) and
 ``prepare()`` creates or fetches files once (the synthetic source writes its videos there).
+A source also says how it is read (``build_dataset`` / ``build_loader``, map-style files by
+default; their imports of torch and the datasets happen when they are called).
 ``register_source("name")`` makes a class available by name to
 ``VideoDataModule(source="name")`` and to YAML configs; an instance works too, registered or
 not.
@@ -13,7 +16,12 @@ from __future__ import annotations
 import inspect
 import os
 from collections.abc import Callable
-from typing import Any, ClassVar, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, TypeVar
+
+if TYPE_CHECKING:  # annotations only: torch and the loaders are imported when reading
+    from torch.utils.data import DataLoader, Dataset
+
+    from dsm_lightning.data.loaders import LoaderSettings
 
 from dsm_lightning.registry import Registry
 
@@ -80,11 +88,20 @@ class VideoSource:
     can build them from YAML) and check them there, without touching files; they implement
     ``read``, and ``prepare`` / ``class_names`` / ``adopt_seed`` when the defaults do not fit.
 
+    A source also says how it is read. The defaults read files with map-style datasets
+    (``build_dataset``) and samplers (``build_loader``); a streamed format
+    (``StreamingSource``, e.g. ``source="shards"``) overrides both and the two flags.
+
     Attributes:
         name: The registry name (set by ``register_source``; empty for unregistered classes).
+        records_are_files: The records' paths are files: the data module drops the missing
+            ones (``drop_missing``) under its ``on_error`` policy.
+        fixed_splits: The splits are fixed by the source (``val_split`` must be 0).
     """
 
     name: ClassVar[str] = ""
+    records_are_files: ClassVar[bool] = True
+    fixed_splits: ClassVar[bool] = False
 
     def prepare(self) -> None:
         """Create or fetch the files once, before ``read`` (one process per node).
@@ -118,6 +135,45 @@ class VideoSource:
         Args:
             seed: The data module's seed. Default: ignored (no randomness).
         """
+
+    def build_dataset(
+        self, kind: str, records: list[VideoRecord], evaluation: bool, **kwargs: Any
+    ) -> Dataset:
+        """The dataset of a split. Default: the map-style dataset of ``kind`` over the files.
+
+        Args:
+            kind: ``"pretrain"`` (``PretrainClipDataset``), ``"clip"``
+                (``LabelledClipDataset``) or ``"multiview"`` (``MultiViewClipDataset``):
+                ``datasets.DATASET_KINDS``.
+            records: The split's records (from ``read()``).
+            evaluation: An evaluation dataset (bad videos left out, not replaced).
+            **kwargs: The dataset class's arguments (``split`` names the split).
+
+        Returns:
+            A ``torch.utils.data.Dataset`` of the batch contract's items
+            (docs/architecture.md).
+
+        Raises:
+            ValueError: Unknown ``kind``.
+        """
+        from dsm_lightning.data.datasets import clip_dataset
+
+        return clip_dataset(kind, records, **kwargs)
+
+    def build_loader(self, dataset: Dataset, settings: LoaderSettings) -> DataLoader:
+        """The loader of a dataset from ``build_dataset``. Default: ``loaders.map_loader``.
+
+        Args:
+            dataset: What ``build_dataset`` returned.
+            settings: The data module's ``loaders.LoaderSettings``.
+
+        Returns:
+            A ``DataLoader``; the training loader (``settings.training``) is resumable
+            (``state_dict`` / ``load_state_dict``: ``{"epoch", "batches"}``).
+        """
+        from dsm_lightning.data.loaders import map_loader
+
+        return map_loader(dataset, settings)
 
     def __repr__(self) -> str:
         shown = ", ".join(
