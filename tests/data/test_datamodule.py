@@ -269,7 +269,7 @@ def test_views_are_the_one_place_per_stage(synth_dir):
         assert torch.equal(views[key], again[key]) and torch.equal(views[key], hooked[key])
     assert train["video"].dtype == torch.uint8 and "video_shift" in train  # input untouched
     clips = dm.views(train, "train", generator=draws())
-    assert torch.equal(clips["video"], dm.transform.train(train["video"], generator=draws()))
+    assert torch.equal(clips["video"], dm.transform.train(train["video"], 28, generator=draws()))
     test = next(iter(dm.test_dataloader()))
     evaluated = dm.views(test, "eval")
     assert evaluated["video"].shape == (4, 6, 3, 4, 28, 28)  # 2 windows x 3 crops

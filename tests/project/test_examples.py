@@ -210,7 +210,7 @@ def test_custom_disturbance_script_trains_dsm_with_the_speed_negative(tmp_path, 
     assert result["builder"].temporal.probs == (0.0, 0.0, 1.0)
     assert result["png"].is_file()
     triplet = result["triplet"]
-    assert set(triplet) == {"anchor", "positive", "negative"}
+    assert set(triplet) == {"anchor", "positive", "negative", "label", "index"}  # data.views
     _assert_replayed_faster(_speed_sources(triplet["negative"], triplet["anchor"]),
                             triplet["anchor"].shape[2])
     assert 0.0 <= result["metrics"]["train/hn_acc_epoch"] <= 1.0
