@@ -181,27 +181,15 @@ class BackgroundErasingBuilder(ViewBuilder):
         """The base builder's hard-negative kinds."""
         return tuple(self.base.negative_kinds)
 
-    def forward(
-        self,
-        video: Tensor,
-        video_shift: Tensor | None = None,
-        *,
-        transform: ClipTransform | None = None,
-        size: int | None = None,
-        generator: torch.Generator | None = None,
-        return_params: bool = False,
-        **kwargs: object,
+    def build(
+        self, video: Tensor, video_shift: Tensor | None, transform: ClipTransform, size: int,
+        generator: torch.Generator | None, return_params: bool = False, **options: object,
     ) -> dict[str, Tensor]:
-        """Build the base views, then erase the background of ``views``.
+        """The base's views (the same transform, size and generator), then ``views`` erased.
 
         Args:
-            video: (B, 3, T, H, W) uint8 or float in [0, 1].
-            video_shift: (B, 3, T, H, W) shifted clips of the same videos, or None.
-            transform: simple augmentation and normalisation, handed to the base builder.
-            size: output side S, handed to the base builder.
-            generator: random source (default: the builder's own, see the class docstring).
             return_params: also return each erased view's draw under ``"be_<view>"``.
-            **kwargs: passed to the base builder (e.g. ``return_field``).
+            **options: passed to the base builder (e.g. ``return_field``).
 
         Returns:
             The base's views with ``views`` replaced by their distracting clips; a stacked
@@ -210,9 +198,9 @@ class BackgroundErasingBuilder(ViewBuilder):
         Raises:
             ValueError: a view in ``views`` that the base did not build.
         """
-        g = self._generator_for(generator)
+        g = generator
         out = dict(self.base(video, video_shift, transform=transform, size=size, generator=g,
-                             **kwargs))
+                             **options))
         for name in self.views:
             if out.get(name) is None:
                 raise ValueError(f"BackgroundErasingBuilder: the base builder made no {name!r} "

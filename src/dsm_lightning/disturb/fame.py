@@ -35,7 +35,7 @@ from torch import Tensor
 
 from dsm_lightning._checks import check_fraction, check_int
 from dsm_lightning.disturb.simple import SimpleAugParams, augment_clips
-from dsm_lightning.disturb.transform import ClipTransform, output_size
+from dsm_lightning.disturb.transform import ClipTransform
 from dsm_lightning.disturb.views import ViewBuilder
 
 __all__ = [
@@ -297,36 +297,21 @@ class FAMEBuilder(ViewBuilder):
         self.key_from_shift = bool(key_from_shift)
         self._set_seed(seed)
 
-    def forward(
-        self,
-        video: Tensor,
-        video_shift: Tensor | None = None,
-        *,
-        transform: ClipTransform | None = None,
-        size: int | None = None,
-        generator: torch.Generator | None = None,
-        return_details: bool = False,
+    def build(
+        self, video: Tensor, video_shift: Tensor | None, transform: ClipTransform, size: int,
+        generator: torch.Generator | None, return_details: bool = False,
     ) -> dict[str, Tensor]:
-        """Build ``{"anchor", "positive"}`` (see the class docstring).
+        """``{"anchor", "positive"}`` (see the class docstring); B >= 2, T >= 2.
 
         Args:
-            video: (B, 3, T, H, W) uint8 or float in [0, 1], B >= 2, T >= 2.
-            video_shift: (B, 3, T, H, W) another clip of the same videos, or None.
-            transform: simple augmentation and normalisation (None = ``ClipTransform()``).
-            size: output side S (None = the frames' short side).
-            generator: random source (default: the builder's own).
             return_details: also return ``fame_mask`` (B, S, S) and ``fame_background`` (B,).
-
-        Returns:
-            (B, 3, T, S, S) normalised ``anchor`` and ``positive`` of the transform's dtype.
 
         Raises:
             ValueError: bad shapes, or fewer than two clips.
         """
         if video.dim() != 5 or video.shape[1] != 3 or video.shape[2] < 2:
             raise ValueError(f"video must be (B, 3, T>=2, H, W), got {tuple(video.shape)}")
-        g, transform = self._generator_for(generator), self._transform_for(transform)
-        batch, device, size = video.shape[0], video.device, output_size(video, size)
+        g, batch, device = generator, video.shape[0], video.device
         background = sample_background_index(batch, g, device)
         second = video
         if self.key_from_shift and video_shift is not None:

@@ -8,7 +8,7 @@ from torch import Tensor
 from dsm_lightning._checks import check_choice
 from dsm_lightning.disturb.spatial import SPATIAL_KINDS, PointWarp, SpatialDisturbance, TPSWarp
 from dsm_lightning.disturb.temporal import CLIP_KINDS, TemporalDisturbance
-from dsm_lightning.disturb.transform import ClipTransform, output_size
+from dsm_lightning.disturb.transform import ClipTransform
 from dsm_lightning.disturb.views import ViewBuilder
 
 __all__ = ["FIELD_SCOPES", "SHIFT_AUGMENTS", "TripletBuilder"]
@@ -191,43 +191,31 @@ class TripletBuilder(ViewBuilder):
         return cls(spatial_prob=0.0, negative_kinds=(), **kwargs)
 
     # ----------------------------------------------------------------------------- API
-    def forward(
-        self,
-        video: Tensor,
-        video_shift: Tensor | None = None,
-        *,
-        transform: ClipTransform | None = None,
-        size: int | None = None,
-        generator: torch.Generator | None = None,
-        return_field: bool = False,
+    def build(
+        self, video: Tensor, video_shift: Tensor | None, transform: ClipTransform, size: int,
+        generator: torch.Generator | None, return_field: bool = False,
     ) -> dict[str, Tensor]:
-        """Build the triplet.
+        """The triplet (the class docstring); called by ``forward`` (the view-builder contract).
 
         If ``"shift"`` is among ``negative_kinds`` but ``video_shift`` is None, the clips that
         would have drawn it use the remaining kinds (renormalised probabilities); if
-        ``"shift"`` is the only kind this raises.
+        ``"shift"`` is the only kind this raises. T >= 2 for frame-level negatives, B >= 2
+        for ``"other_video"``.
 
         Args:
-            video: (B, 3, T, H, W) uint8 (or float in [0, 1]) on any device; T >= 2 for
-                frame-level negatives, B >= 2 for ``"other_video"``.
-            video_shift: (B, 3, T, H, W) temporally shifted clip of the same videos, same dtype.
-            transform: simple augmentation and normalisation (None = ``ClipTransform()``).
-            size: output side S (None = the frames' short side).
-            generator: random source (default: the builder's own, see the class docstring).
-            return_field: also return the positive's field under ``"field"``.
+            return_field: also return the positive's field under ``"field"`` (B, S, S, 2).
 
         Returns:
             ``{"anchor", "positive"[, "negative"][, "field"]}``: (B, 3, T, S, S) normalised
             tensors of the transform's dtype on ``video``'s device (``negative`` is
-            (B, M, 3, T, S, S) with ``negative_mode="all"``); ``field`` (B, S, S, 2).
+            (B, M, 3, T, S, S) with ``negative_mode="all"``).
 
         Raises:
             ValueError: for bad shapes, ``"shift"`` as the only kind without
                 ``video_shift``, or ``"other_video"`` with fewer than 2 clips.
         """
         _check_video(video, "video")
-        g, transform = self._generator_for(generator), self._transform_for(transform)
-        size = output_size(video, size)
+        g = generator
         kinds, probs = self.temporal.kinds, self.temporal.probs
         if "shift" in kinds and video_shift is None:
             kinds, probs = self.temporal.without_shift()

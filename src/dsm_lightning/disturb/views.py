@@ -22,17 +22,18 @@ device for every pretraining batch::
   unchanged.
 
 ``TripletBuilder`` (DSM, MoCo) implements the contract; other remedies (Background Erasing,
-FAME, or a user's own) subclass ``ViewBuilder`` and implement ``forward``.
+FAME, or a user's own) subclass ``ViewBuilder`` and implement ``build``, which ``forward``
+calls with every argument resolved (the transform, the output side, the generator).
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from dsm_lightning.disturb.transform import ClipTransform
+from dsm_lightning.disturb.transform import ClipTransform, output_size
 
 __all__ = ["ViewBuilder"]
 
@@ -55,20 +56,40 @@ class ViewBuilder(nn.Module):
         transform: ClipTransform | None = None,
         size: int | None = None,
         generator: torch.Generator | None = None,
+        **options: Any,
     ) -> dict[str, Tensor]:
-        """Build the views of a batch.
+        """Build the views of a batch: :meth:`build` with every argument resolved.
 
         Args:
             video: (B, 3, T, H, W) uint8 or float in [0, 1].
             video_shift: (B, 3, T, H, W) temporally shifted clips of the same videos, or None.
             transform: simple augmentation and normalisation (None = ``ClipTransform()``).
             size: output side S (None = the frames' short side).
-            generator: random source of every draw.
+            generator: random source of every draw (None = the builder's own generator,
+                from its ``seed``, or the global RNG).
+            **options: the builder's own options (e.g. ``return_field``).
 
         Returns:
             ``{"anchor", "positive"[, "negative"], ...}`` normalised float tensors.
+
+        Raises:
+            ValueError: a bad ``size`` (and whatever ``build`` refuses).
         """
-        raise NotImplementedError(f"{type(self).__name__} must implement forward()")
+        transform = transform if transform is not None else ClipTransform()
+        generator = generator if generator is not None else getattr(self, "_generator", None)
+        return self.build(video, video_shift, transform, output_size(video, size), generator,
+                          **options)
+
+    def build(
+        self, video: Tensor, video_shift: Tensor | None, transform: ClipTransform, size: int,
+        generator: torch.Generator | None, **options: Any,
+    ) -> dict[str, Tensor]:
+        """The views (see :meth:`forward`): subclasses implement this.
+
+        Raises:
+            NotImplementedError: on the base class.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement build()")
 
     # ------------------------------------------------------ the builder's own generator
     def _set_seed(self, seed: int | None) -> None:
@@ -82,11 +103,3 @@ class ViewBuilder(nn.Module):
         self.seed = seed
         self._generator = torch.Generator().manual_seed(seed) if seed is not None else None
 
-    def _generator_for(self, generator: torch.Generator | None) -> torch.Generator | None:
-        """``generator``, or the builder's own (from ``_set_seed``) when it is None."""
-        return generator if generator is not None else self._generator
-
-    @staticmethod
-    def _transform_for(transform: ClipTransform | None) -> ClipTransform:
-        """``transform``, or ``ClipTransform()`` (the library's defaults) when it is None."""
-        return transform if transform is not None else ClipTransform()
