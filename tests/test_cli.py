@@ -213,6 +213,12 @@ def test_config_errors_are_one_short_message(case: str, tmp_path: Path, capsys):
     assert "Traceback" not in captured.err and "usage:" not in captured.err
 
 
+def test_dsm_debug_shows_the_traceback_of_a_config_error(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("DSM_DEBUG", "1")
+    with pytest.raises(argparse.ArgumentError, match="absent.yaml"):
+        cli.main(["fit", "--config", str(tmp_path / "absent.yaml")])
+
+
 def test_unsafe_checkpoint_is_one_short_message(tmp_path: Path, cache: str, capsys):
     """A checkpoint holding a pickled object is refused by weights_only loading: one line."""
     evil = tmp_path / "evil.ckpt"
@@ -318,6 +324,12 @@ def test_format_error_reads_the_structure_of_a_message():
     assert cli.format_error(nested) == (
         "data.init_args.source: Option 'num_clases' is not accepted (did you mean "
         "'num_classes'?) [SyntheticSource]")
+    unimportable = ('Parser key "model":\n  Errors:\n    - Problem with given class_path '
+                    "'dsm_lightning.FinetuneModule':\n        Parser key \"backbone\":\n"
+                    "          - Problem with given class_path 'mymod.MyNet':\n"
+                    "              No module named 'mymod'")
+    assert cli.format_error(unimportable) == (  # no suggestion from the outer class
+        "model.init_args.backbone: No module named 'mymod' [MyNet]")
     assert cli.format_error('Parser key "trainer.max_epochs":\n  Errors:\n    - Expected a '
                             "<class 'int'>") == "trainer.max_epochs: Expected a int"
     assert cli.format_error("Subcommand 'fit' does not accept option 'trainer.max_epoch'") == (

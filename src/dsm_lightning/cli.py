@@ -85,7 +85,7 @@ def _class_of(name: str) -> type | None:
     """The class an import path names (``pkg.mod.Class``), or None."""
     module, _, attr = name.rpartition(".")
     try:
-        found = getattr(importlib.import_module(module), attr, None) if attr[:1].isupper() else None
+        found = getattr(importlib.import_module(module), attr, None)
     except (ImportError, ValueError):
         return None
     return found if isinstance(found, type) else None
@@ -132,7 +132,7 @@ def format_error(error: BaseException | str) -> str:
     lines = [(len(line) - len(line.lstrip(" \t-")), line.strip(" \t-"))
              for line in _CLASS_REPR.sub(r"\1", str(error)).splitlines() if line.strip(" \t-")]
     keys: list[str] = []
-    cls = None
+    owner, cls = "", None  # the innermost class path above the problem: its name, its class
     if not lines or not lines[0][1].endswith(":"):
         problem = " ".join(line for _, line in lines) or type(error).__name__
     else:
@@ -143,13 +143,14 @@ def format_error(error: BaseException | str) -> str:
             if depth < level and line.endswith(":"):
                 level = depth
                 for name in reversed(_QUOTED.findall(line)):
-                    found = _class_of(name)
-                    cls = cls or found
-                    keys.insert(0, "init_args" if found else name)
+                    is_class = "." in name and name.rpartition(".")[2][:1].isupper()
+                    if is_class and not owner:
+                        owner, cls = name.rpartition(".")[2], _class_of(name)
+                    keys.insert(0, "init_args" if is_class else name)
         while keys and keys[-1] == "init_args":
             keys.pop()
     text = f"{kind}{'.'.join(keys) + ': ' if keys else ''}{problem}{_suggestion(problem, cls)}"
-    text += f" [{cls.__name__}]" if cls else ""
+    text += f" [{owner}]" if owner else ""
     return text if len(text) <= MAX_ERROR_CHARS else text[:MAX_ERROR_CHARS - 3] + "..."
 
 

@@ -123,7 +123,7 @@ class DSMCLI(LightningCLI):
         """Parse ``args``; in a smoke run, then each overlay on top as one more config
         (:func:`dsm_lightning.smoke.merge`), and say so in one line."""
         super().parse_arguments(parser, args)
-        command = self.config.get("subcommand")
+        command = self.config.get("subcommand")  # None (run=False): .get(None, x) gives x
         names = smoke.overlays_for(self.config.get(command, self.config)) if self.smoke else []
         for name in names:
             section = self.config.get(command, self.config)

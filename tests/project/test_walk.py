@@ -27,6 +27,7 @@ and lie inside the working directory. Run one part: ``pytest tests/project/test_
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
@@ -193,6 +194,8 @@ def test_smoke_overlays_merge_mappings_and_replace_values():
     assert source["class_path"].endswith("SyntheticSource")
     assert source["init_args"]["videos_per_class"] == 4
     assert config["model"]["init_args"]["backbone_kwargs"] == {"width": 4, "norm": "group"}
+    again = copy.deepcopy(config)
+    assert apply_smoke(again) == notice and again == config  # dsm study: the study, then a fit
     assert merge({"a": {"b": 1, "c": 2}, "d": 3}, {"a": {"b": 5}}) == {"a": {"b": 5, "c": 2},
                                                                       "d": 3}
     assert merge("synthetic", {"class_path": "X"}) == {"class_path": "X"}

@@ -1,12 +1,12 @@
 """Smoke runs: ``DSM_SMOKE=1`` checks a configuration end to end in seconds.
 
 A smoke run is the configuration as written with small *overlay* files applied on top of
-it, as one more ``--config`` after the user's would be (``dsm fit --config mine.yaml
---config <overlay>``): a value an overlay sets replaces the configuration's, a mapping
-(``backbone_kwargs``, a plain-dict study section) is merged key by key, everything else --
-output paths, loggers, callbacks, learning rates, the methods -- stays as written. The
-overlays are the YAML files of this folder, one source of truth for ``dsm fit|validate|
-test|predict``, ``dsm study``, the examples and the notebooks:
+it, like one more ``--config`` after the user's (``dsm fit --config mine.yaml --config
+<overlay>``): a value an overlay sets replaces the configuration's, except that a mapping
+(``backbone_kwargs``, a section of a plain-dict study config) is merged key by key
+(:func:`merge`); everything else -- output paths, loggers, callbacks, learning rates, the
+methods -- stays as written. The overlays are the YAML files of this folder, one source of
+truth for ``dsm fit|validate|test|predict``, ``dsm study``, the examples and the notebooks:
 
 - ``trainer.yaml``, always: one epoch of at most two batches in every loop;
 - ``synthetic.yaml``, when the data source is ``SyntheticSource`` (or ``"synthetic"``): a
