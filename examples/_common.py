@@ -6,8 +6,10 @@ first when it is run as a file (``python examples/<name>.py``).
 
 Smoke runs: with ``DSM_SMOKE=1`` in the environment (or ``--fast``) a script runs with the
 smoke column of :data:`SETTINGS` (tiny synthetic data, one epoch: seconds) and otherwise
-exactly as with its defaults: same arguments, same output folder. Every script ends by
-printing what it wrote (:func:`print_outputs`), as paths relative to where it runs.
+exactly as with its defaults: same arguments, same output folder. The smoke column is read
+from the ``dsm`` command's smoke overlays (``dsm_lightning.smoke``: trainer.yaml,
+synthetic.yaml, tiny3d.yaml), so the examples and the CLI shrink to the same sizes. Every
+script ends by printing what it wrote (:func:`print_outputs`), as paths relative to where it runs.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from dsm_lightning.smoke import load_overlay, smoke_enabled
 
 if TYPE_CHECKING:  # imported lazily below: importing an example stays light
     import pytorch_lightning as pl
@@ -26,14 +30,20 @@ if TYPE_CHECKING:  # imported lazily below: importing an example stays light
 __all__ = ["SETTINGS", "example_parser", "example_trainer", "logged_metrics", "pretrain_augment",
            "print_outputs", "settings", "synthetic_datamodule", "synthetic_source"]
 
+_CLIP = load_overlay("synthetic")["data"]["init_args"]  # the dsm command's smoke sizes
+_SOURCE = _CLIP["source"]["init_args"]
 #: The examples' sizes, as ``(full run, smoke run)`` pairs (``DSM_SMOKE=1`` or ``--fast``:
-#: seconds; the smoke column matches the ``dsm`` CLI's smoke sizes, so they share one
+#: seconds; the smoke column is the ``dsm`` CLI's smoke overlays, so they share one
 #: synthetic cache).
 SETTINGS: dict[str, tuple[Any, Any]] = {
-    "synthetic_classes": (8, 4), "synthetic_videos": (24, 4), "synthetic_eval_videos": (8, 2),
-    "synthetic_frames": (48, 16), "synthetic_size": (64, 32), "num_frames": (8, 4),
-    "stride": (4, 2), "crop_size": (64, 32), "batch_size": (16, 4), "width": (16, 4),
-    "epochs": (6, 1), "queue_size": (1024, 32),
+    "synthetic_classes": (8, _SOURCE["num_classes"]),
+    "synthetic_videos": (24, _SOURCE["videos_per_class"]),
+    "synthetic_eval_videos": (8, _SOURCE["eval_videos_per_class"]),
+    "synthetic_frames": (48, _SOURCE["num_frames"]), "synthetic_size": (64, _SOURCE["size"]),
+    "num_frames": (8, _CLIP["num_frames"]), "stride": (4, _CLIP["stride"]),
+    "crop_size": (64, _CLIP["crop_size"]), "batch_size": (16, _CLIP["batch_size"]),
+    "width": (16, load_overlay("tiny3d")["model"]["init_args"]["backbone_kwargs"]["width"]),
+    "epochs": (6, load_overlay("trainer")["trainer"]["max_epochs"]), "queue_size": (1024, 32),
 }
 
 
@@ -132,8 +142,6 @@ def example_parser(description: str, out_dir: str) -> argparse.ArgumentParser:
     Returns:
         The parser; an example adds its own flags before ``parse_args``.
     """
-    from dsm_lightning.cli_parser import smoke_enabled
-
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--fast", action="store_true", default=smoke_enabled(),
                         help="smoke settings: tiny data, one epoch, seconds (default with "

@@ -213,6 +213,12 @@ def test_config_errors_are_one_short_message(case: str, tmp_path: Path, capsys):
     assert "Traceback" not in captured.err and "usage:" not in captured.err
 
 
+def test_dsm_debug_shows_the_traceback_of_a_config_error(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("DSM_DEBUG", "1")
+    with pytest.raises(argparse.ArgumentError, match="absent.yaml"):
+        cli.main(["fit", "--config", str(tmp_path / "absent.yaml")])
+
+
 def test_unsafe_checkpoint_is_one_short_message(tmp_path: Path, cache: str, capsys):
     """A checkpoint holding a pickled object is refused by weights_only loading: one line."""
     evil = tmp_path / "evil.ckpt"
@@ -241,6 +247,106 @@ def test_user_module_by_class_path(tmp_path: Path, cache: str):
         assert isinstance(built.model.encoder, BackboneWrapper)
         assert isinstance(built.model.encoder.model, torch.nn.Conv3d)
         assert built.model.encoder.feature_dim == 5
+
+
+USER_MODULE = """
+from pathlib import Path
+
+import pytorch_lightning as pl
+
+from dsm_lightning import DSMLightningModule
+
+
+class Marker(pl.Callback):
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        Path(self.path).write_text(type(pl_module).__name__)
+
+
+class Exploding(DSMLightningModule):
+    def training_step(self, batch, batch_idx):
+        raise ValueError("exploded in training_step")
+"""
+
+
+def _user_config(tmp: Path, cache: str, module: str, model: str) -> Path:
+    """A one-step fit of ``<module>.<model>`` (or a short name) with ``<module>.Marker``."""
+    path = _config(tmp, "user", {"class_path": model, "init_args": {**TINY, "queue_size": 32}},
+                   "pretrain", cache, max_steps=1, limit_val_batches=0,
+                   callbacks=[{"class_path": f"{module}.Marker",
+                               "init_args": {"path": str(tmp / "marker.txt")}}])
+    return path
+
+
+def test_console_script_imports_a_module_of_the_working_directory(tmp_path: Path, cache: str):
+    """`dsm fit` run where mymod.py lies finds `class_path: mymod.X`, as `python -m` would,
+    with no PYTHONPATH."""
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "mymod.py").write_text(USER_MODULE)
+    config = _user_config(tmp_path, cache, "mymod", "DSMLightningModule")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    dsm = Path(sys.executable).parent / "dsm"
+    res = subprocess.run([str(dsm), "fit", "--config", str(config)], cwd=work, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert (tmp_path / "marker.txt").read_text() == "DSMLightningModule"
+    elsewhere = subprocess.run([str(dsm), "fit", "--config", str(config)], cwd=tmp_path,
+                               env=env, capture_output=True, text=True, timeout=300)
+    assert elsewhere.returncode == 2 and "mymod" in elsewhere.stderr  # not importable there
+
+
+def test_errors_while_running_keep_their_traceback(tmp_path: Path, cache: str, monkeypatch,
+                                                   capsys):
+    """A ValueError from a training step is a bug to debug, not a configuration error: main
+    lets it through; the classes were built (the marker callback ran)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "dsm_user_exploding.py").write_text(USER_MODULE)
+    monkeypatch.delenv("DSM_DEBUG", raising=False)
+    config = _user_config(tmp_path, cache, "dsm_user_exploding", "dsm_user_exploding.Exploding")
+    with pytest.raises(ValueError, match="exploded in training_step"):
+        cli.main(["fit", "--config", str(config)])
+    assert (tmp_path / "marker.txt").read_text() == "Exploding"
+    assert "dsm: error" not in capsys.readouterr().err
+    assert str(tmp_path) not in sys.path  # the working directory was on it for the command only
+
+
+def test_format_error_reads_the_structure_of_a_message():
+    """Nested report -> key path + first most indented problem + class; flat messages whole;
+    a wrapped constructor error stands for itself; long lines are cut."""
+    nested = ('Parser key "data":\n  Errors:\n    - Problem with given class_path '
+              "'dsm_lightning.VideoDataModule':\n        Parser key \"source\":\n          "
+              "- Problem with given class_path 'dsm_lightning.data.SyntheticSource':\n"
+              "              Option 'num_clases' is not accepted\n    - Expected a <class "
+              "'NoneType'>\n  Given value: {'class_path': 'VideoDataModule'}")
+    assert cli.format_error(nested) == (
+        "data.init_args.source: Option 'num_clases' is not accepted (did you mean "
+        "'num_classes'?) [SyntheticSource]")
+    unimportable = ('Parser key "model":\n  Errors:\n    - Problem with given class_path '
+                    "'dsm_lightning.FinetuneModule':\n        Parser key \"backbone\":\n"
+                    "          - Problem with given class_path 'mymod.MyNet':\n"
+                    "              No module named 'mymod'")
+    assert cli.format_error(unimportable) == (  # no suggestion from the outer class
+        "model.init_args.backbone: No module named 'mymod' [MyNet]")
+    assert cli.format_error('Parser key "trainer.max_epochs":\n  Errors:\n    - Expected a '
+                            "<class 'int'>") == "trainer.max_epochs: Expected a int"
+    assert cli.format_error("Subcommand 'fit' does not accept option 'trainer.max_epoch'") == (
+        "Subcommand 'fit' does not accept option 'trainer.max_epoch' (did you mean "
+        "'max_epochs'?)")
+    try:
+        try:
+            raise FileNotFoundError("encoder file not found: /x/encoder.pt")
+        except FileNotFoundError as inner:
+            raise ValueError("Does not validate\nErrors:\n  - encoder file not found: "
+                             "/x/encoder.pt\n  - Expected None") from inner
+    except ValueError as wrapped:
+        assert cli.format_error(wrapped) == (
+            "FileNotFoundError: encoder file not found: /x/encoder.pt")
+    flat = cli.format_error(ValueError("first line;\n  more: " + "x" * 400))
+    assert flat.startswith("first line; more: x") and flat.endswith("...")
+    assert len(flat) == cli.MAX_ERROR_CHARS
 
 
 # ------------------------------------------------------------------------------------ help

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 
@@ -215,13 +217,21 @@ def test_dsm_study_scores_encoder_files_and_a_users_module_on_the_splits_given(
     """No pretraining: an encoder.pt, a .ckpt and a user's network (by class_path), scored on
     biased splits only (the data has no balanced or swapped split here): the table keeps the
     rows it can compute."""
+    import shutil
+    from pathlib import Path
+
+    import helpers.user_backbone
     from helpers.user_backbone import MyNet
 
     from dsm_lightning.cli import main
     from dsm_lightning.models import create_backbone, save_encoder
     from dsm_lightning.models.backbones import as_backbone
 
-    monkeypatch.syspath_prepend(str(__import__("pathlib").Path(__file__).parent / "helpers"))
+    work = tmp_path / "work"  # `dsm study` runs where the user's module lies
+    work.mkdir()
+    shutil.copy(Path(helpers.user_backbone.__file__), work / "user_backbone.py")
+    monkeypatch.chdir(work)
+    monkeypatch.delitem(sys.modules, "user_backbone", raising=False)
     torch.manual_seed(1)
     tiny = create_backbone("tiny3d", width=4)
     save_encoder(tmp_path / "tiny.pt", tiny, "tiny3d", {"width": 4}, method="dsm",

@@ -1,27 +1,27 @@
 """The ``dsm`` console script: ``dsm fit|validate|test|predict|study|prepare --config FILE.yaml``.
 
-``dsm --help`` (or ``dsm`` alone) prints the subcommands at once, without importing torch
-or Lightning; everything else goes to the LightningCLI parser of
-:mod:`dsm_lightning.cli_parser` (subclass mode for model and data, links between them,
-short help), ``dsm study`` to :mod:`dsm_lightning.study`, ``dsm prepare`` to :mod:`dsm_lightning.prepare`, and the parser's public names (``DSMCLI``, ``build_cli``, ``parse_config``) are also
-reachable from here.
-
-A wrong configuration (unknown key, wrong type, missing file, invalid value), a checkpoint
-that is not safe to unpickle, or testing a classifier that was never fitted ends the command
-with one short message naming the key or file, exit code 2; ``DSM_DEBUG=1`` shows the
-traceback instead.
+``dsm --help`` prints the subcommands without importing torch; ``fit|validate|test|predict``
+go to :mod:`dsm_lightning.cli_parser` (``DSMCLI``, ``build_cli``, ``parse_config``, also
+reachable here), ``study`` / ``prepare`` to their module's ``main``. A module in the working
+directory imports by ``class_path`` (``mymod.Net`` from ``./mymod.py``), as under ``python -m``.
+A configuration or input error (:func:`_is_user_error`) ends the command with one line
+(:func:`format_error`) and a hint, exit code 2 (``DSM_DEBUG=1``: the traceback); an
+exception raised while the built classes run (a training step, a hook) keeps its traceback.
 """
 
 from __future__ import annotations
 
 import difflib
 import importlib
+import inspect
 import os
+import pickle
 import re
 import sys
 import warnings
+from argparse import ArgumentError  # jsonargparse's parse errors are argparse's
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from dsm_lightning._lazy import lazy_getattr
 from dsm_lightning._signature import init_parameters
@@ -29,7 +29,8 @@ from dsm_lightning._signature import init_parameters
 if TYPE_CHECKING:  # pragma: no cover - for type checkers; imported on first use below
     from dsm_lightning.cli_parser import DSMCLI, build_cli, parse_config
 
-__all__ = ["DSMCLI", "EXTRA_SUBCOMMANDS", "SUBCOMMANDS", "build_cli", "format_error", "main", "parse_config"]
+__all__ = ["DSMCLI", "EXTRA_SUBCOMMANDS", "SUBCOMMANDS", "build_cli", "format_error", "main",
+           "parse_config"]
 
 #: subcommand -> what it does (the fast ``dsm --help``); LightningCLI's own subcommands
 #: plus any a ``DSMCLI.subcommands()`` override adds must be listed here.
@@ -55,184 +56,136 @@ __getattr__ = lazy_getattr(__name__, dict.fromkeys(_PARSER_NAMES, "dsm_lightning
 
 def top_level_help() -> str:
     """The ``dsm --help`` text (built from ``SUBCOMMANDS``, no heavy import)."""
-    width = max(len(name) for name in (*SUBCOMMANDS, *EXTRA_SUBCOMMANDS))
-    lines = [
-        f"usage: dsm [-h] {{{','.join([*SUBCOMMANDS, *EXTRA_SUBCOMMANDS])}}} --config FILE.yaml "
-        "[--key value ...]",
-        "",
-        "dsm-lightning: DSM video SSL pretraining, fine-tuning and retrieval.",
-        "",
-        "subcommands:",
-        *(f"  {name:<{width}}  {text}" for name, text in SUBCOMMANDS.items()),
-        *(f"  {name:<{width}}  {text}" for name, (_, text) in EXTRA_SUBCOMMANDS.items()),
-        "",
+    commands = {**SUBCOMMANDS, **{name: text for name, (_, text) in EXTRA_SUBCOMMANDS.items()}}
+    width = max(map(len, commands))
+    return "\n".join([
+        f"usage: dsm [-h] {{{','.join(commands)}}} --config FILE.yaml [--key value ...]", "",
+        "dsm-lightning: DSM video SSL pretraining, fine-tuning and retrieval.", "",
+        "subcommands:", *(f"  {name:<{width}}  {text}" for name, text in commands.items()), "",
         "options:",
         "  -h, --help  show this message; `dsm <subcommand> --help` shows the subcommand's",
-        "              options, `dsm fit --model.help FinetuneModule` a model's arguments",
-        "",
+        "              options, `dsm fit --model.help FinetuneModule` a model's arguments", "",
         "examples:",
         "  dsm fit --config examples/configs/synthetic_dsm_intra.yaml",
         "  dsm fit --config examples/configs/synthetic_dsm_intra.yaml --print_config > my.yaml",
         "  dsm test --config examples/configs/finetune_synthetic.yaml "
         "--ckpt_path runs/finetune_synthetic/version_0/checkpoints/last.ckpt",
-    ]
-    return "\n".join(lines)
+    ])
 
 
 # ---------------------------------------------------------------------------- error messages
 
-_NOISE = re.compile(
-    r"^(Does not validate against any of the Union subtypes|Subtypes:|Errors:$"
-    r"|Expected a <class 'NoneType'>$|Given value type:)"
-)
-_MAX_VALUE_CHARS = 80
+#: Longest error line printed (the rest is cut with "...").
+MAX_ERROR_CHARS = 280
+_QUOTED = re.compile(r"""["']([^"'\s]+)["']""")
+_CLASS_REPR = re.compile(r"<class '([\w.]+)'>")  # Python's repr of a class
 
 
-def _signature_names(target: type | Any) -> list[str]:
+def _class_of(name: str) -> type | None:
+    """The class an import path names (``pkg.mod.Class``), or None."""
+    module, _, attr = name.rpartition(".")
     try:
-        return sorted(init_parameters(target))
-    except (TypeError, ValueError):  # pragma: no cover - builtins without signature
-        return []
-
-
-def _import_class(path: str | None) -> type | None:
-    if not path:
+        found = getattr(importlib.import_module(module), attr, None)
+    except (ImportError, ValueError):
         return None
-    if "." not in path:
-        import dsm_lightning
-
-        return getattr(dsm_lightning, path, None)
-    module, _, name = path.rpartition(".")
-    try:
-        return getattr(importlib.import_module(module), name, None)
-    except ImportError:
-        return None
+    return found if isinstance(found, type) else None
 
 
-def _suggest(option: str, cls: type | None) -> str:
-    """`` (did you mean 'x'?)`` for a misspelt argument of ``cls`` (or of the Trainer)."""
-    section, _, leaf = option.rpartition(".")
-    if cls is None and section.split(".")[0] == "trainer":
-        import pytorch_lightning as pl
-
-        cls = pl.Trainer
-    if cls is None:
+def _suggestion(problem: str, cls: type | None) -> str:
+    """`` (did you mean 'x'?)`` for the last quoted name of ``problem`` that is not an
+    argument of ``cls`` (the class above it; the Trainer for a ``trainer.`` key)."""
+    names = _QUOTED.findall(problem)
+    leaf = names[-1].rpartition(".")[2] if names else ""
+    if cls is None and names and names[-1].startswith("trainer."):
+        cls = _class_of("pytorch_lightning.Trainer")
+    if cls is None or not leaf:
         return ""
-    close = difflib.get_close_matches(leaf, _signature_names(cls), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    accepted = init_parameters(cls) or set(inspect.signature(cls).parameters)
+    close = difflib.get_close_matches(leaf, sorted(accepted), n=1)
+    return f" (did you mean {close[0]!r}?)" if close and leaf not in accepted else ""
 
 
 def format_error(error: BaseException | str) -> str:
-    """One short line for a configuration error, naming the key, class and value.
+    """One line for a configuration error, by the structure of its message.
 
-    Condenses jsonargparse's nested union reports ("Does not validate against any of the
-    Union subtypes ... Given value: {...}") and instantiation failures to
-    ``<key path>: <problem> [<class>]``.
+    A multi-line report quoting the exception it was raised from (the parser wrapping a
+    constructor's error) stands for that exception. A nested report (first line a header
+    ending with ``:``, problems indented below) is cut to its first most indented line,
+    after the key path the quoted names of the headers above it make (a class path adds
+    ``init_args`` and is named in brackets); other messages are kept whole on one line. A
+    quoted name the class does not take gets a "did you mean"; cut at ``MAX_ERROR_CHARS``.
 
     Args:
         error: The exception (or its message).
 
     Returns:
-        The message, without trailing newline.
+        ``<key path>: <problem> [<class>]``, without trailing newline.
     """
-    message = str(error)
+    kind = ""
+    if isinstance(error, BaseException):
+        cause = error.__cause__
+        while (cause is not None and not isinstance(error, ArgumentError)
+               and "\n" in str(error) and str(cause) in str(error)):
+            error, cause = cause, cause.__cause__
+        if not isinstance(error, (ArgumentError, ValueError)):
+            kind = f"{type(error).__name__}: "
+    lines = [(len(line) - len(line.lstrip(" \t-")), line.strip(" \t-"))
+             for line in _CLASS_REPR.sub(r"\1", str(error)).splitlines() if line.strip(" \t-")]
     keys: list[str] = []
-    problems: list[str] = []
-    cls_path: str | None = None
-    given: str | None = None
-    for raw in message.splitlines():
-        line = raw.strip().removeprefix("- ").strip()
-        if not line or _NOISE.match(line):
-            continue
-        if line.startswith("Given value:"):
-            value = line.removeprefix("Given value:").strip()
-            match = re.search(r"class_path='([^']+)'", value)
-            if match and cls_path is None:
-                cls_path = match.group(1)
-            if given is None:
-                given = value
-            continue
-        match = re.match(r'Parser key "([^"]+)":\s*(.*)$', line)
-        if match:
-            keys.append(match.group(1))
-            line = match.group(2)
-            if not line:
-                continue
-        match = re.match(r"Problem with given class_path '([^']+)':\s*(.*)$", line)
-        if match:
-            cls_path = match.group(1)
-            keys.append("init_args")
-            line = match.group(2)
-            if not line:
-                continue
-        unknown = re.match(r"Option '([^']+)' is not accepted", line) or re.search(
-            r"does not accept option '([^']+)'", line
-        )
-        if unknown:
-            option = unknown.group(1)
-            key = ".".join([*keys, option])
-            line = f"unknown key {key!r}" + _suggest(key, _import_class(cls_path))
-            keys, given = [], ""
-        line = re.sub(r"Expected a <class '([\w.]+)'>", r"expected \1", line)
-        line = re.sub(r"Expected a dot import path string: (\S+)",
-                      r"unknown class_path '\1' (give the full import path)", line)
-        if "class_path" in line:
-            given = ""
-        problems.append(re.sub(r"<class '([\w.]+)'>", r"\1", line))
-    if not problems:
-        problems = [message.strip().splitlines()[0] if message.strip() else type(error).__name__]
-    while keys and keys[-1] == "init_args":
-        keys.pop()
-    text = "; ".join(dict.fromkeys(problems))
-    if keys:
-        text = f"{'.'.join(keys)}: {text}"
-    if given and len(given) <= _MAX_VALUE_CHARS and "Got value" not in text:
-        text += f" (got {given!r})" if not given.startswith("{") else f" (got {given})"
-    if cls_path is not None:
-        text += f" [{cls_path.rpartition('.')[2]}]"
-    return text
+    owner, cls = "", None  # the innermost class path above the problem: its name, its class
+    if not lines or not lines[0][1].endswith(":"):
+        problem = " ".join(line for _, line in lines) or type(error).__name__
+    else:
+        level = max(depth for depth, _ in lines)
+        at = next(i for i, (depth, _) in enumerate(lines) if depth == level)
+        problem = lines[at][1]
+        for depth, line in reversed(lines[:at]):
+            if depth < level and line.endswith(":"):
+                level = depth
+                for name in reversed(_QUOTED.findall(line)):
+                    is_class = "." in name and name.rpartition(".")[2][:1].isupper()
+                    if is_class and not owner:
+                        owner, cls = name.rpartition(".")[2], _class_of(name)
+                    keys.insert(0, "init_args" if is_class else name)
+        while keys and keys[-1] == "init_args":
+            keys.pop()
+    text = f"{kind}{'.'.join(keys) + ': ' if keys else ''}{problem}{_suggestion(problem, cls)}"
+    text += f" [{owner}]" if owner else ""
+    return text if len(text) <= MAX_ERROR_CHARS else text[:MAX_ERROR_CHARS - 3] + "..."
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions that mean "the configuration, its files or the request are wrong"."""
-    from pickle import UnpicklingError
-
-    from jsonargparse import ArgumentError
-
+def _is_user_error(error: Exception, running: bool) -> bool:
+    """Whether ``error`` says the configuration, its files or the request are wrong: a bad
+    argument (``ValueError``) before the classes run; at any time a missing or unsafe file,
+    an encoder that does not fit, bad annotations, an unfitted classifier."""
+    from dsm_lightning.data.sources.base import AnnotationError
     from dsm_lightning.models.encoder_io import EncoderLoadError
+    from dsm_lightning.modules.finetune import UnfittedClassifierError
 
-    return (ArgumentError, FileNotFoundError, NotADirectoryError, ValueError, EncoderLoadError,
-            UnpicklingError)
-
-
-def _option_value(args: Sequence[str], option: str) -> str | None:
-    """The value of ``--option value`` / ``--option=value`` in ``args`` (the last one)."""
-    value = None
-    for i, arg in enumerate(args):
-        if arg == option and i + 1 < len(args):
-            value = args[i + 1]
-        elif arg.startswith(option + "="):
-            value = arg.split("=", 1)[1]
-    return value
+    always = (ArgumentError, FileNotFoundError, NotADirectoryError, pickle.UnpicklingError,
+              EncoderLoadError, AnnotationError, UnfittedClassifierError)
+    return isinstance(error, always) or (not running and isinstance(error, ValueError))
 
 
-def _unsafe_checkpoint(error: BaseException, args: Sequence[str]) -> str:
+def _unsafe_checkpoint(args: Sequence[str]) -> str:
     """One line for a checkpoint that ``torch.load(weights_only=True)`` refuses."""
-    match = re.search(r"GLOBAL ([\w.]+)", str(error))
-    what = f"a pickled {match.group(1)}" if match else "pickled Python objects"
-    path = _option_value(args, "--ckpt_path")
-    where = f"checkpoint {path}" if path else "the checkpoint (ckpt_path)"
-    return (f"{where} holds {what}, which safe loading (weights_only) refuses; load it only if "
-            "you trust the file: --weights_only false")
+    from torch.serialization import get_unsafe_globals_in_checkpoint
+
+    given = [arg.partition("=")[2] or (args[i + 1] if i + 1 < len(args) else "")
+             for i, arg in enumerate(args) if arg.partition("=")[0] == "--ckpt_path"]
+    path = given[-1] if given else None  # --ckpt_path P / --ckpt_path=P, the last one
+    what = ", ".join(get_unsafe_globals_in_checkpoint(path)) if path else "not weights"
+    return (f"{f'checkpoint {path}' if path else 'the checkpoint (ckpt_path)'} holds pickled "
+            f"Python objects ({what}), which safe loading (weights_only) refuses; load it "
+            "only if you trust the file: --weights_only false")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``dsm`` console script; returns the process exit code.
 
-    ``dsm``, ``dsm -h`` and ``dsm --help`` print :func:`top_level_help` without importing
-    torch (exit code 2 without arguments). Configuration and input errors print
-    ``dsm: error: <message>`` plus one hint line on stderr and return 2; other exceptions
-    keep their traceback.
+    ``dsm [-h|--help]`` prints :func:`top_level_help` (exit 2 without arguments). The
+    working directory goes first on ``sys.path`` for the command (not under ``python -P``).
+    A user error prints ``dsm: error: <one line>`` and a hint on stderr and returns 2.
     """
     args = list(sys.argv[1:] if argv is None else argv)
     # Lightning 2.x on recent torch: a deprecation inside Lightning, nothing a user can act on
@@ -240,31 +193,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args in ([], ["-h"], ["--help"]):
         print(top_level_help(), file=sys.stdout if args else sys.stderr)
         return 0 if args else 2
-    from pickle import UnpicklingError
+    from dsm_lightning import cli_parser
 
-    from jsonargparse import ArgumentError
-
+    cwd = os.getcwd()  # first on sys.path, as `python -m` puts it (not with -P)
+    added = not getattr(sys.flags, "safe_path", False) and cwd not in sys.path + [""]
+    if added:
+        sys.path.insert(0, cwd)
+    built = cli_parser.CLASSES_BUILT.set(False)
     try:
-        if args and args[0] in EXTRA_SUBCOMMANDS:
+        if args[0] in EXTRA_SUBCOMMANDS:
             importlib.import_module(EXTRA_SUBCOMMANDS[args[0]][0]).main(args[1:])
         else:
-            from dsm_lightning.cli_parser import build_cli
-
-            build_cli(argv)
-    except _user_errors() as err:
-        if os.environ.get("DSM_DEBUG"):
+            cli_parser.build_cli(argv)
+    except Exception as error:
+        if os.environ.get("DSM_DEBUG") or not _is_user_error(
+                error, cli_parser.CLASSES_BUILT.get()):
             raise
-        if isinstance(err, UnpicklingError):
-            message = _unsafe_checkpoint(err, args)
-        else:
-            # jsonargparse reports every failed instantiation as a ValueError: the name adds
-            # nothing
-            kind = "" if isinstance(err, (ArgumentError, ValueError)) else f"{type(err).__name__}: "
-            message = kind + format_error(err)
-        print(f"dsm: error: {message}", file=sys.stderr)
-        print("dsm: see `dsm <subcommand> --help` (or --print_config); DSM_DEBUG=1 shows the "
-              "traceback", file=sys.stderr)
+        message = (_unsafe_checkpoint(args) if isinstance(error, pickle.UnpicklingError)
+                   else format_error(error))
+        print(f"dsm: error: {message}\ndsm: see `dsm <subcommand> --help` (or --print_config);"
+              " DSM_DEBUG=1 shows the traceback", file=sys.stderr)
         return 2
+    finally:
+        cli_parser.CLASSES_BUILT.reset(built)
+        if added:
+            sys.path.remove(cwd)
     return 0
 
 

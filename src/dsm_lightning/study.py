@@ -400,7 +400,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     kwargs = {k: v for k, v in init.as_dict().items() if k != "config"}
     if isinstance(kwargs.get("splits"), Mapping):
         kwargs["splits"] = StudySplits(**kwargs["splits"])
-    from dsm_lightning.cli_parser import smoke_from_env
+    from dsm_lightning.smoke import smoke_from_env
 
-    smoke_from_env(kwargs)  # DSM_SMOKE=1: a seconds-long check of the study, same paths
+    smoke_from_env(kwargs)  # DSM_SMOKE=1: the smoke overlays (dsm_lightning.smoke), same paths
     return run_study(**kwargs)

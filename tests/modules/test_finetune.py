@@ -17,7 +17,11 @@ from torch.utils.data import DataLoader, Dataset
 
 from dsm_lightning.evaluation import video_level_predictions
 from dsm_lightning.models import BackboneWrapper, EncoderLoadError, create_backbone, save_encoder
-from dsm_lightning.modules.finetune import FinetuneModule, UnfittedClassifierWarning
+from dsm_lightning.modules.finetune import (
+    FinetuneModule,
+    UnfittedClassifierError,
+    UnfittedClassifierWarning,
+)
 
 TINY = {"width": 2}
 
@@ -245,7 +249,7 @@ def test_test_step_is_video_level_and_writes_confusion(tmp_path):
     names = ["right", "left", "down", "up"]
     model = FinetuneModule(
         num_classes=4, backbone="tiny3d", backbone_kwargs=TINY, n_clips=2, n_crops=1,
-        class_names=names,
+        class_names=names, require_fitted=False,  # measure the random classifier on purpose
     )
     data = ClipDataModule(n_test=24, views=2, batch_size=8)
     logger = CSVLogger(tmp_path / "runs", name="ft")
@@ -320,7 +324,7 @@ def test_never_fitted_classifier_warns_and_a_fitted_checkpoint_does_not(tmp_path
     a fit (Trainer ckpt_path or load_from_checkpoint), they do not."""
     data = ClipDataModule(n_train=16, n_test=8, batch_size=8)
     model = FinetuneModule(num_classes=4, backbone="tiny3d", backbone_kwargs=TINY, n_clips=2,
-                           n_crops=1)
+                           n_crops=1, require_fitted=False)
     assert not model.classifier_fitted
     for run in (trainer(tmp_path).test, trainer(tmp_path).validate):
         with pytest.warns(UnfittedClassifierWarning, match="never fitted"):
@@ -340,7 +344,7 @@ def test_never_fitted_classifier_warns_and_a_fitted_checkpoint_does_not(tmp_path
     fit.save_checkpoint(fitted_ckpt)
 
     fresh = FinetuneModule(num_classes=4, backbone="tiny3d", backbone_kwargs=TINY, n_clips=2,
-                           n_crops=1)
+                           n_crops=1, require_fitted=False)
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
         trainer(tmp_path).test(fresh, data, ckpt_path=fitted_ckpt, verbose=False)
@@ -424,9 +428,16 @@ def test_finetune_configs_hold_out_a_validation_split(name):
 
 
 def test_require_fitted_raises_instead_of_warning(tmp_path):
-    """What the dsm CLI sets: a ValueError on every rank instead of a rank-zero warning."""
+    """The default, in Python as under `dsm test`: an error on every rank instead of a
+    rank-zero warning; a checkpoint keeps the choice."""
     model = FinetuneModule(num_classes=4, backbone="tiny3d", backbone_kwargs=TINY, n_clips=2,
                            n_crops=1)
-    model.require_fitted = True
-    with pytest.raises(ValueError, match="never fitted"):
+    assert model.require_fitted and model.hparams.require_fitted
+    with pytest.raises(UnfittedClassifierError, match="never fitted"):
         trainer(tmp_path).test(model, ClipDataModule(n_train=8, n_test=8, batch_size=8))
+    assert issubclass(UnfittedClassifierError, ValueError)
+    lenient = FinetuneModule(num_classes=4, backbone="tiny3d", backbone_kwargs=TINY, n_clips=2,
+                             n_crops=1, require_fitted=False)
+    trainer(tmp_path, max_steps=0).fit(lenient, ClipDataModule(n_train=8, batch_size=8))
+    lenient.trainer.save_checkpoint(tmp_path / "lenient.ckpt")
+    assert not FinetuneModule.load_from_checkpoint(tmp_path / "lenient.ckpt").require_fitted

@@ -84,12 +84,16 @@ def test_two_nodes_on_localhost_with_torchrun(tmp_path):
     override = tmp_path / "override.yaml"
     override.write_text(OVERRIDE.format(steps=STEPS, logger=csv_logger_yaml(run), run=run,
                                         shards=tmp_path / "shards"))
-    path = os.pathsep.join(filter(None, [str(REPO / "tests" / "helpers"), os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, "PYTHONPATH": path, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1",
-           "NNODES": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()),
-           "GPUS_PER_NODE": "1", "PYTHON": sys.executable, "DSM_PROGRESS": "off"}
+    work = tmp_path / "work"  # the callback's module (class_path: launch_probe.RankState) lies
+    work.mkdir()              # in the working directory, as a user's would: no PYTHONPATH
+    shutil.copy(REPO / "tests" / "helpers" / "launch_probe.py", work / "launch_probe.py")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1", NNODES="2",
+               MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()), GPUS_PER_NODE="1",
+               PYTHON=sys.executable, DSM_PROGRESS="off",
+               CONFIG=str(LAUNCH / "pretrain_k400_shards.yaml"))
     nodes = [subprocess.Popen(["bash", str(LAUNCH / "torchrun.sh"), "--config", str(override)],
-                              env={**env, "NODE_RANK": str(rank)}, cwd=REPO, text=True,
+                              env={**env, "NODE_RANK": str(rank)}, cwd=work, text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
              for rank in (0, 1)]
     outputs = []

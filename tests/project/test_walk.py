@@ -27,6 +27,7 @@ and lie inside the working directory. Run one part: ``pytest tests/project/test_
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
@@ -115,74 +116,96 @@ def test_every_block_runs_or_says_why_not(doc: Path):
 @pytest.mark.parametrize("value, on", [("1", True), ("yes", True), ("TRUE", True), ("", False),
                                        ("0", False), ("false", False), ("no", False)])
 def test_smoke_enabled_reads_dsm_smoke(value, on, monkeypatch):
-    from dsm_lightning.cli_parser import smoke_enabled
+    from dsm_lightning.cli_parser import smoke_enabled as former_home
+    from dsm_lightning.smoke import smoke_enabled
 
     monkeypatch.setenv("DSM_SMOKE", value)
-    assert smoke_enabled() is on
+    assert smoke_enabled() is on and former_home() is on
     monkeypatch.delenv("DSM_SMOKE")
     assert smoke_enabled() is False
 
 
-def _parsed(name: str):
+def _parsed(name: str, smoke: bool = False):
     from dsm_lightning.cli import parse_config
 
-    return parse_config(["--config", str(ROOT / "examples" / "configs" / name)])
+    return parse_config(["--config", str(ROOT / "examples" / "configs" / name)], smoke=smoke)
 
 
-def test_smoke_shrinks_a_synthetic_config_and_keeps_its_paths(monkeypatch):
-    from dsm_lightning.cli_parser import SMOKE_CLIPS, SMOKE_SOURCE, apply_smoke
+def _overlay(name: str) -> dict:
+    from dsm_lightning.smoke import overlay_path
 
+    return yaml.safe_load(overlay_path(name).read_text())
+
+
+def test_smoke_overlays_shrink_a_synthetic_config_and_keep_its_paths(monkeypatch):
     monkeypatch.setattr(sys, "argv", ["dsm"])
-    cfg = _parsed("synthetic_dsm_intra.yaml")
-    before = cfg.clone()
-    notice = apply_smoke(cfg)
-    assert notice.startswith("[dsm] smoke mode (DSM_SMOKE=1): 1 epoch")
-    assert "synthetic source" in notice and "tiny3d width <= 4" in notice
+    before = _parsed("synthetic_dsm_intra.yaml")
+    cfg = _parsed("synthetic_dsm_intra.yaml", smoke=True)
+    clips = _overlay("synthetic")["data"]["init_args"]
+    source = clips.pop("source")
     trainer, data = cfg.trainer, cfg.data.init_args
     assert (trainer.max_epochs, trainer.limit_train_batches, trainer.limit_val_batches,
             trainer.limit_test_batches, trainer.log_every_n_steps) == (1, 2, 2, 2, 1)
-    assert {k: data.source.init_args[k] for k in SMOKE_SOURCE} == SMOKE_SOURCE
+    assert {k: trainer[k] for k in _overlay("trainer")["trainer"]} == _overlay("trainer")["trainer"]
+    assert {k: data.source.init_args[k] for k in source["init_args"]} == source["init_args"]
     assert data.source.init_args.bias == before.data.init_args.source.init_args.bias
-    assert {k: data[k] for k in ("num_frames", "stride", "crop_size", "batch_size")} == {
-        k: SMOKE_CLIPS[k] for k in ("num_frames", "stride", "crop_size", "batch_size")}
-    assert data.num_workers == 0 and cfg.model.init_args.backbone_kwargs == {"width": 4}
+    assert {k: data[k] for k in clips} == clips
+    assert (data.num_frames, data.crop_size, data.batch_size, data.num_workers) == (4, 32, 4, 0)
+    assert cfg.model.init_args.backbone_kwargs == {"width": 4}
     assert cfg.trainer.logger == before.trainer.logger  # outputs go where they went
+    assert cfg.trainer.callbacks == before.trainer.callbacks
     assert cfg.model.init_args.lr == before.model.init_args.lr  # what it checks is unchanged
-    again = cfg.clone()
-    apply_smoke(again)
-    assert again == cfg  # idempotent: dsm study applies it to the study, then to each fit
+    assert cfg.data.init_args.augment == before.data.init_args.augment
+    again = _parsed("synthetic_dsm_intra.yaml", smoke=True)
+    assert again == cfg  # the same every time: dsm study applies it to the study, then each fit
 
 
 def test_smoke_keeps_real_data_and_other_backbones(monkeypatch):
-    from dsm_lightning.cli_parser import apply_smoke
-
     monkeypatch.setattr(sys, "argv", ["dsm"])
-    cfg = _parsed("finetune_ucf101_split1.yaml")
-    before = cfg.clone()
-    notice = apply_smoke(cfg)
-    assert "synthetic" not in notice and "tiny3d" not in notice
+    before = _parsed("finetune_ucf101_split1.yaml")
+    cfg = _parsed("finetune_ucf101_split1.yaml", smoke=True)
     assert cfg.data == before.data and cfg.model == before.model
     assert (cfg.trainer.max_epochs, cfg.trainer.limit_test_batches) == (1, 2)
 
 
-def test_smoke_trainer_bounds_leave_switched_off_loops_off():
-    from dsm_lightning.cli_parser import apply_smoke
+def test_smoke_overlays_merge_mappings_and_replace_values():
+    """A dict config (dsm study, notebooks): the trainer bounded, loops cut to two batches
+    (a loop the config switched off runs its two too: an overlay sets, it does not bound),
+    `source: synthetic` becomes the small SyntheticSource, other backbone_kwargs stay."""
+    from dsm_lightning.smoke import apply_smoke, merge, overlays_for
 
     config = {"trainer": {"limit_val_batches": 0, "limit_train_batches": 1, "max_steps": 1000,
-                          "val_check_interval": 500, "limit_test_batches": 1.0},
-              "data": {"class_path": "VideoDataModule", "init_args": {"source": "synthetic"}}}
-    apply_smoke(config)
+                          "val_check_interval": 500, "limit_test_batches": 1.0,
+                          "logger": {"class_path": "CSVLogger"}},
+              "data": {"class_path": "VideoDataModule", "init_args": {"source": "synthetic"}},
+              "model": {"class_path": "DSMLightningModule", "init_args": {
+                  "backbone": "tiny3d", "backbone_kwargs": {"width": 16, "norm": "group"}}}}
+    assert overlays_for(config) == ["trainer", "synthetic", "tiny3d"]
+    notice = apply_smoke(config)
+    assert notice.startswith("[dsm] smoke mode (DSM_SMOKE=1): 1 epoch")
+    assert "synthetic source" in notice and "tiny3d width 4" in notice
+    assert notice.endswith("paths unchanged")
     trainer = config["trainer"]
-    assert (trainer["limit_val_batches"], trainer["limit_train_batches"]) == (0, 1)
-    assert trainer["limit_test_batches"] == 2  # 1.0 = every batch, bounded to two
+    assert trainer["limit_test_batches"] == 2  # 1.0 = every batch, cut to two
+    assert (trainer["limit_val_batches"], trainer["limit_train_batches"]) == (2, 2)
     assert (trainer["max_steps"], trainer["val_check_interval"]) == (-1, 1.0)
+    assert trainer["logger"] == {"class_path": "CSVLogger"}
     source = config["data"]["init_args"]["source"]  # "synthetic" became a small SyntheticSource
     assert source["class_path"].endswith("SyntheticSource")
     assert source["init_args"]["videos_per_class"] == 4
+    assert config["model"]["init_args"]["backbone_kwargs"] == {"width": 4, "norm": "group"}
+    again = copy.deepcopy(config)
+    assert apply_smoke(again) == notice and again == config  # dsm study: the study, then a fit
+    assert merge({"a": {"b": 1, "c": 2}, "d": 3}, {"a": {"b": 5}}) == {"a": {"b": 5, "c": 2},
+                                                                      "d": 3}
+    assert merge("synthetic", {"class_path": "X"}) == {"class_path": "X"}
+    real = {"data": {"class_path": "VideoDataModule", "init_args": {"source": "ucf101"}},
+            "model": {"init_args": {"backbone": "r3d_18"}}}
+    assert overlays_for(real) == ["trainer"]
 
 
 def test_smoke_shrinks_every_method_of_a_study_config():
-    from dsm_lightning.cli_parser import apply_smoke
+    from dsm_lightning.smoke import apply_smoke
 
     study = yaml.safe_load((ROOT / "examples" / "configs" / "study_synthetic.yaml").read_text())
     study["trainer"] = None
@@ -191,22 +214,27 @@ def test_smoke_shrinks_every_method_of_a_study_config():
     for method in study["methods"].values():
         assert method["model"]["init_args"]["backbone_kwargs"] == {"width": 4}
     assert study["data"]["init_args"]["source"]["init_args"]["num_classes"] == 4
+    assert study["data"]["init_args"]["source"]["init_args"]["bias"] == 0.9
 
 
-def test_examples_take_smoke_sizes_from_dsm_smoke(monkeypatch):
+def test_examples_take_smoke_sizes_from_the_overlays(monkeypatch):
     monkeypatch.syspath_prepend(str(ROOT))
     from examples import _common as common
 
     monkeypatch.setenv("DSM_SMOKE", "1")
     args = common.example_parser("x", "outputs/examples/x").parse_args([])
     assert args.fast and args.out_dir == "outputs/examples/x"
-    from dsm_lightning.cli_parser import SMOKE_CLIPS, SMOKE_SOURCE, SMOKE_WIDTH
-
+    clips = _overlay("synthetic")["data"]["init_args"]
     s = common.settings(args.fast)  # one synthetic cache for the examples and the CLI
+    source = clips["source"]["init_args"]
     assert (s["synthetic_classes"], s["synthetic_videos"], s["synthetic_eval_videos"],
-            s["synthetic_frames"], s["synthetic_size"]) == tuple(SMOKE_SOURCE.values())
-    assert (s["num_frames"], s["crop_size"], s["width"]) == (
-        SMOKE_CLIPS["num_frames"], SMOKE_CLIPS["crop_size"], SMOKE_WIDTH)
+            s["synthetic_frames"], s["synthetic_size"]) == (
+        source["num_classes"], source["videos_per_class"], source["eval_videos_per_class"],
+        source["num_frames"], source["size"])
+    assert (s["num_frames"], s["stride"], s["crop_size"], s["batch_size"]) == (
+        clips["num_frames"], clips["stride"], clips["crop_size"], clips["batch_size"])
+    assert s["width"] == _overlay("tiny3d")["model"]["init_args"]["backbone_kwargs"]["width"]
+    assert s["epochs"] == _overlay("trainer")["trainer"]["max_epochs"]
     monkeypatch.delenv("DSM_SMOKE")
     assert not common.example_parser("x", "y").parse_args([]).fast
 
@@ -263,8 +291,9 @@ def test_config_prints_its_complete_config(config: Path, tmp_path, monkeypatch, 
     cwd = tmp_path / "clone"
     shutil.copytree(ROOT / "examples", cwd / "examples", ignore=shutil.ignore_patterns(
         "__pycache__"))
-    monkeypatch.chdir(cwd)
-    monkeypatch.syspath_prepend(str(cwd))  # class_path: examples.<module>.<Class>
+    monkeypatch.chdir(cwd)  # class_path: examples.<module>.<Class>, found in the cwd by dsm
+    for name in [m for m in sys.modules if m == "examples" or m.startswith("examples.")]:
+        monkeypatch.delitem(sys.modules, name)  # not the repository's copy, imported before
     monkeypatch.setattr(sys, "argv", ["dsm"])
     relative = str(config.relative_to(ROOT))
     command = "study" if config.stem.startswith("study_") else "fit"
@@ -296,14 +325,14 @@ def test_every_example_file_the_docs_and_the_help_name_exists():
 @pytest.mark.slow
 def test_dsm_fit_prints_where_its_encoder_and_checkpoints_went(tmp_path, walk_env, monkeypatch,
                                                               capsys):
-    from dsm_lightning import cli_parser
+    from dsm_lightning import smoke
     from dsm_lightning.cli import main
 
     cwd = checkout_copy(tmp_path / "clone")
     monkeypatch.chdir(cwd)
     for key in ("DSM_SMOKE", "DSM_LIGHTNING_CACHE"):
         monkeypatch.setenv(key, walk_env[key])
-    monkeypatch.setattr(cli_parser, "_SMOKE_PRINTED", set())
+    monkeypatch.setattr(smoke, "_PRINTED", set())
     monkeypatch.setattr(sys, "argv", ["dsm"])
     assert main(["fit", "--config", "examples/configs/synthetic_dsm_intra.yaml"]) == 0
     stdout = capsys.readouterr().out

@@ -7,8 +7,9 @@ windows x ``n_crops`` spatial crops).
 
 Testing (or validating, predicting) a classifier that was never fitted -- no fit in this
 process and no checkpoint of a fit loaded -- measures a random linear layer: the module
-warns with :class:`UnfittedClassifierWarning`, or raises ``ValueError`` when
-``require_fitted`` is set (the ``dsm`` CLI sets it).
+refuses with :class:`UnfittedClassifierError` (``require_fitted=True``, the default, in
+Python and under ``dsm test`` alike), or only warns with :class:`UnfittedClassifierWarning`
+when built with ``require_fitted=False``.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from dsm_lightning.models.backbones import as_backbone
 from dsm_lightning.models.encoder_io import load_encoder
 from dsm_lightning.models.registry import create_backbone
 
-__all__ = ["FinetuneModule", "UnfittedClassifierWarning"]
+__all__ = ["FinetuneModule", "UnfittedClassifierError", "UnfittedClassifierWarning"]
 
 MODES = ("finetune", "linear")
 OPTIMIZERS = ("sgd", "adamw")
@@ -44,6 +45,10 @@ FITTED_KEY = "classifier_fitted"
 
 class UnfittedClassifierWarning(UserWarning):
     """``test`` / ``validate`` / ``predict`` ran on a classifier that was never trained."""
+
+
+class UnfittedClassifierError(ValueError):
+    """``test`` / ``validate`` / ``predict`` asked of a classifier that was never trained."""
 
 
 def _stages(backbone: nn.Module) -> list[nn.Module]:
@@ -69,8 +74,8 @@ class FinetuneModule(pl.LightningModule):
     ``confusion_matrix.png`` in the logger's run directory (``trainer.log_dir``), not
     written without a logger. ``self.classifier_fitted`` (saved in checkpoints) tells
     whether the classifier was trained; ``validate`` / ``test`` / ``predict`` outside a fit
-    warn with ``UnfittedClassifierWarning`` when it was not (``ValueError`` on every rank
-    when ``self.require_fitted`` is True, as under the ``dsm`` CLI).
+    raise ``UnfittedClassifierError`` (a ``ValueError``, on every rank) when it was not, or
+    warn with ``UnfittedClassifierWarning`` when ``require_fitted`` is False.
 
     Args:
         num_classes: number of action classes K.
@@ -105,6 +110,9 @@ class FinetuneModule(pl.LightningModule):
         n_crops: spatial crops per test clip (link it to the datamodule's).
         class_names: K class names for per-class metrics and the confusion matrix.
         label_smoothing: cross-entropy label smoothing.
+        require_fitted: refuse (``UnfittedClassifierError``) to validate, test or predict
+            with a classifier that was never fitted; False only warns (e.g. to measure a
+            random classifier on purpose).
 
     Raises:
         ValueError: on an invalid argument value.
@@ -132,6 +140,7 @@ class FinetuneModule(pl.LightningModule):
         n_crops: int = 3,
         class_names: list[str] | None = None,
         label_smoothing: float = 0.0,
+        require_fitted: bool = True,
     ) -> None:
         super().__init__()
         if num_classes < 2:
@@ -212,8 +221,8 @@ class FinetuneModule(pl.LightningModule):
         self._warned_views = False
         #: True once the classifier took a training step here or came from a fitted checkpoint
         self.classifier_fitted = False
-        #: raise ValueError instead of warning on an unfitted classifier (set by the dsm CLI)
-        self.require_fitted = False
+        #: raise UnfittedClassifierError instead of warning on an unfitted classifier
+        self.require_fitted = require_fitted
 
     # ----------------------------------------------------------------------------- model
 
@@ -291,8 +300,8 @@ class FinetuneModule(pl.LightningModule):
         """Warn (or raise) when ``stage`` runs outside a fit on a never-trained classifier.
 
         Raises:
-            ValueError: the classifier was never fitted and ``require_fitted`` is True (the
-                same on every rank, so no rank waits for another).
+            UnfittedClassifierError: the classifier was never fitted and ``require_fitted``
+                is True (the same on every rank, so no rank waits for another).
         """
         if self.classifier_fitted or self.trainer.state.fn == TrainerFn.FITTING:
             return
@@ -303,7 +312,7 @@ class FinetuneModule(pl.LightningModule):
             "that fit>` (or trainer.fit before trainer.test)"
         )
         if self.require_fitted:
-            raise ValueError(message)
+            raise UnfittedClassifierError(message)
         rank_zero_warn(message, category=UnfittedClassifierWarning)
 
     def on_validation_start(self) -> None:
