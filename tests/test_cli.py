@@ -162,7 +162,7 @@ def test_links_fill_model_arguments_from_the_data(tmp_path: Path, cache: str):
                            "--data.init_args.augment", "TripletBuilder"], run=False)
     assert (built.model.hparams.n_clips, built.model.hparams.n_crops) == (2, 3)
     assert built.model.hparams.num_classes == built.datamodule.num_classes == 4
-    assert built.datamodule.augment.crop_size == 24  # data.crop_size -> augment.crop_size
+    assert built.datamodule.clip_spec.crop_size == 24  # written once, on the data module
 
     pretrain = {"class_path": "DSMLightningModule", "init_args": TINY}
     path = _config(tmp_path, "links2", pretrain, "pretrain", cache)
