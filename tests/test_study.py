@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from dsm_lightning.evaluation.study import (
+    OOC_ROWS,
     STUDY_ROWS,
     StudySplits,
     evaluate_features,
@@ -190,7 +191,12 @@ def test_dsm_study_pretrains_the_remedies_and_reports_one_table(tmp_path, cache,
     header = report["table"].splitlines()[0].split()
     assert header[-3:] == ["random", "be", "fame"]
     for name in ("be", "fame"):
-        assert set(report["results"][name]) == {key for key, _ in STUDY_ROWS}
+        keys = set(report["results"][name])
+        synthesized = {f"ooc/{kind}/{metric}" for kind in ("other_class", "stripes")
+                       for metric, _ in OOC_ROWS}
+        synthesized |= {f"retrieval/ooc_{kind}/R@{k}" for kind in ("other_class", "stripes")
+                        for k in (1, 5, 10)}
+        assert keys == {key for key, _ in STUDY_ROWS} | synthesized  # default backgrounds
         assert report["seconds"][f"pretrain_{name}"] > 0
         assert (out / name / "encoder.pt").is_file() and (out / name / "config.yaml").is_file()
         assert (out / f"scene_bias_{name}.png").is_file()
@@ -253,11 +259,16 @@ def test_dsm_study_scores_encoder_files_and_a_users_module_on_the_splits_given(
     assert list(report["results"]) == ["random", "file", "ckpt", "mine"]
     assert report["pretraining"] == {}
     rows = {"biased_probe/test", "biased_probe/test_static", "scene_bias/gain"}
+    rows |= {f"ooc/{kind}/{metric}" for kind in ("other_class", "stripes")
+             for metric, _ in OOC_ROWS}  # synthesized from the test split: any labelled data
+    rows |= {f"retrieval/ooc_{kind}/R@{k}" for kind in ("other_class", "stripes")
+             for k in (1, 5, 10)}
     for name, result in report["results"].items():
         assert set(result) == rows, name
     table = report["table"].splitlines()
     assert len(table) == 2 + len(rows) + 1
-    assert not any("balanced" in line or "swapped" in line for line in table)
+    assert not any(line.startswith(("balanced", "biased probe: top-1 swapped",
+                                    "retrieval swapped-scene")) for line in table)
     assert "mine = " in (tmp_path / "out" / "report.md").read_text()
 
 
@@ -280,7 +291,7 @@ def test_dsm_study_rejects_missing_splits_and_user_files_without_their_class(
 
 
 def test_encoders_are_fed_clips_in_their_own_normalisation():
-    from dsm_lightning.study import _renormalize
+    from dsm_lightning.study.encoders import renormalize as _renormalize
 
     raw = torch.rand(2, 3, 4, 5, 5)
 

@@ -144,7 +144,8 @@ def test_study_config_pretrains_each_method_as_a_valid_fit_config(parser):
     the real parser accepts; the methods share backbone, optimiser, data and epochs."""
     import yaml
 
-    from dsm_lightning.study import _fit_config, study_parser
+    from dsm_lightning.study import study_parser
+    from dsm_lightning.study.runs import fit_config as _fit_config
 
     study = study_parser().parse_args(["--config", str(CONFIG_DIR / "study_synthetic.yaml")])
     assert set(study.methods) >= {"moco", "dsm", "dsm_intra", "dsm_triplet"}
@@ -176,7 +177,8 @@ def test_single_fit_configs_equal_the_study_method(parser, name: str):
     """The one-method `dsm fit` configs pretrain exactly as the study's dsm_intra does."""
     import yaml
 
-    from dsm_lightning.study import _fit_config, study_parser
+    from dsm_lightning.study import study_parser
+    from dsm_lightning.study.runs import fit_config as _fit_config
 
     study = study_parser().parse_args(["--config", str(CONFIG_DIR / "study_synthetic.yaml")])
     merged = _fit_config(study.seed_everything, study.trainer, study.data,

@@ -10,10 +10,18 @@ docs/method.md, "Measuring the effect". For each encoder, on features of labelle
 - retrieval recall@k with balanced queries and with scene-swapped queries;
 - the per-class scene-bias report (normal vs static, the paper's Figure 1), JSON + PNG.
 
+- the out-of-context tests synthesized from the in-distribution test split
+  (``evaluation.synthesized``, after SCUBA / SCUFO), scored with the biased probe, per
+  background kind ``b``: top-1 on the background-swapped clips (``ooc/b/swap``), on their
+  static copies (``ooc/b/static``), the contrasted accuracy (right on the swap clip AND
+  wrong on its static copy), the conflicting-foreground scores (the moving foreground's
+  label, the inserted still foreground's, and how often the moving one's score is higher),
+  and retrieval with the swap clips as queries.
+
 Static clips are made here from the decoded clips (middle frame repeated), so any labelled
 data works: give the split names of a biased train/test pair, optionally a balanced
-train/test pair and a swapped test split. Plain torch, no Lightning: the caller passes a
-function returning the batches of a split.
+train/test pair and a swapped test split; the synthesized rows need only the biased pair.
+Plain torch, no Lightning: the caller passes a function returning the batches of a split.
 """
 
 from __future__ import annotations
@@ -27,13 +35,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from dsm_lightning.evaluation.probe import fit_linear_probe
+from dsm_lightning.evaluation.out_of_context import conflict_scores
+from dsm_lightning.evaluation.probe import LinearProbe, fit_linear_probe
 from dsm_lightning.evaluation.retrieval import BatchTransform, extract_features, recall_at_k
 from dsm_lightning.evaluation.scene_bias import plot_per_class, save_report_json, scene_bias_report
 from dsm_lightning.evaluation.video_level import contrasted_accuracy, make_static
 
-__all__ = ["StudySplits", "STUDY_ROWS", "study_features", "evaluate_features",
-           "format_study_table"]
+__all__ = ["StudySplits", "STUDY_ROWS", "evaluate_features", "evaluate_out_of_context",
+           "format_study_table", "study_features", "study_rows"]
 
 Batches = Iterable[Mapping[str, Tensor]]
 
@@ -83,6 +92,29 @@ STUDY_ROWS: tuple[tuple[str, str], ...] = (
     ("retrieval/swapped_test/R@10", "retrieval swapped-scene R@10"),
     ("scene_bias/gain", "scene-bias gain (normal - static)"),
 )
+#: (metric, label) of the synthesized rows of one background kind (``ooc/<kind>/<metric>``).
+OOC_ROWS: tuple[tuple[str, str], ...] = (
+    ("contrasted", "contrasted acc (swap right, static wrong)"),
+    ("swap", "top-1 background-swapped"),
+    ("static", "top-1 static copies of the swap"),
+    ("conflict_moving", "conflict: top-1 of the moving foreground"),
+    ("conflict_still", "conflict: top-1 of the still foreground"),
+    ("conflict_moving_beats_still", "conflict: moving label scores higher"),
+)
+
+
+def study_rows(keys: Iterable[str]) -> list[tuple[str, str]]:
+    """(key, label) of the table's rows for the result keys present, in table order: the
+    fixed rows, then the synthesized rows of each background kind found."""
+    present = set(keys)
+    rows = [(key, label) for key, label in STUDY_ROWS if key in present]
+    kinds = list(dict.fromkeys(k.split("/")[1] for k in sorted(present) if k.startswith("ooc/")))
+    for kind in kinds:
+        rows += [(f"ooc/{kind}/{m}", f"synthesized ({kind}): {label}") for m, label in OOC_ROWS
+                 if f"ooc/{kind}/{m}" in present]
+        rows += [(f"retrieval/ooc_{kind}/R@{k}", f"retrieval swap ({kind}) queries R@{k}")
+                 for k in (1, 5, 10) if f"retrieval/ooc_{kind}/R@{k}" in present]
+    return rows
 
 
 def _static_transform(transform: BatchTransform | None) -> BatchTransform:
@@ -137,6 +169,7 @@ def evaluate_features(
     class_names: list[str],
     out_dir: str | Path | None = None,
     ks: tuple[int, ...] = (1, 5, 10),
+    out_of_context: Mapping[str, Tensor] | None = None,
 ) -> dict[str, float]:
     """The study's measures for one encoder's features (see the module docstring).
 
@@ -147,10 +180,12 @@ def evaluate_features(
         class_names: one name per class.
         out_dir: where ``scene_bias_<name>.json`` / ``.png`` go (None: not written).
         ks: recall@k values.
+        out_of_context: background kind -> still labels of its conflict clips, for the
+            synthesized rows (``evaluate_out_of_context``); None: no synthesized rows.
 
     Returns:
         ``{metric key: fraction in [0, 1]}`` with the keys of :data:`STUDY_ROWS` that the
-        available splits allow.
+        available splits allow, and the synthesized rows.
 
     Raises:
         RuntimeError: a static split is not aligned with its normal split.
@@ -185,7 +220,12 @@ def evaluate_features(
                               *_xy(feats, splits.biased_train), ks=ks)
         for kk, value in recalls.items():
             res[f"retrieval/swapped_test/R@{kk}"] = value
-    swapped = splits.swapped_test
+    if out_of_context:
+        res.update(evaluate_out_of_context(feats, biased, _xy(feats, splits.biased_train),
+                                           out_of_context, ks))
+    # the per-class plot's third bar: the real swapped split, else the first synthesized swap
+    swapped = splits.swapped_test or (f"ooc/{next(iter(out_of_context))}/swap"
+                                      if out_of_context else None)
     report = scene_bias_report(
         pred_n, pred_s, y_n, num_classes=k, class_names=class_names,
         pred_swapped=None if swapped is None else biased.predict(_xy(feats, swapped)[0]),
@@ -200,11 +240,54 @@ def evaluate_features(
     return res
 
 
+def evaluate_out_of_context(
+    feats: Mapping[str, Mapping[str, Tensor]],
+    probe: LinearProbe,
+    gallery: tuple[Tensor, Tensor],
+    still_labels: Mapping[str, Tensor],
+    ks: tuple[int, ...] = (1, 5, 10),
+) -> dict[str, float]:
+    """The synthesized rows (module docstring) of every background kind in ``still_labels``.
+
+    Args:
+        feats: features with ``"ooc/<kind>/<test>"`` entries for the tests swap, static and
+            conflict (``evaluation.synthesized``), aligned by ``index``.
+        probe: the probe trained on the biased training split.
+        gallery: (features, labels) of the retrieval gallery (the biased training split).
+        still_labels: background kind -> (N,) labels of the conflict clips' still
+            foregrounds, in the order of the features.
+        ks: recall@k values.
+
+    Returns:
+        ``{"ooc/<kind>/<metric>": fraction, "retrieval/ooc_<kind>/R@k": fraction}``.
+
+    Raises:
+        RuntimeError: the three tests of a kind are not aligned by index.
+    """
+    res: dict[str, float] = {}
+    for kind, still in still_labels.items():
+        swap, static, conflict = (feats[f"ooc/{kind}/{test}"]
+                                  for test in ("swap", "static", "conflict"))
+        if not (torch.equal(swap["index"], static["index"])
+                and torch.equal(swap["index"], conflict["index"])):
+            raise RuntimeError(f"the synthesized {kind} tests are not aligned by index")
+        labels = swap["labels"]
+        pred_swap, pred_static = probe.predict(swap["features"]), probe.predict(static["features"])
+        res[f"ooc/{kind}/swap"] = (pred_swap == labels).float().mean().item()
+        res[f"ooc/{kind}/static"] = (pred_static == labels).float().mean().item()
+        res[f"ooc/{kind}/contrasted"] = contrasted_accuracy(pred_swap, pred_static, labels)
+        scores = conflict_scores(probe.logits(conflict["features"]), labels, still)
+        for name, value in scores.items():
+            res[f"ooc/{kind}/conflict_{name.removesuffix('_accuracy')}"] = value
+        for k, value in recall_at_k(swap["features"], labels, *gallery, ks=ks).items():
+            res[f"retrieval/ooc_{kind}/R@{k}"] = value
+    return res
+
+
 def format_study_table(results: Mapping[str, Mapping[str, float]], chance: float) -> str:
     """One table, one column per encoder, percentages; chance level in the footer."""
     names = list(results)
-    rows = [(key, label) for key, label in STUDY_ROWS
-            if any(key in results[n] for n in names)]
+    rows = study_rows(key for n in names for key in results[n])
     width = max(len(label) for _, label in rows) + 2
     col = max(10, *(len(n) + 2 for n in names))
     head = f"{'metric (%)':<{width}}" + "".join(f"{n:>{col}}" for n in names)

@@ -68,14 +68,18 @@ def load_overlay(name: str) -> dict[str, Any]:
 def merge(base: Any, overlay: Any) -> Any:
     """``overlay`` on top of ``base``: mappings merge key by key, other values replace.
 
-    A parsed section (jsonargparse ``Namespace``) is read as the dict it stands for.
+    A ``class_path`` the overlay gives only fills one the configuration lacks (e.g. for
+    ``source: synthetic``): an overlay shrinks settings, it never changes which class runs
+    (``CameraSyntheticSource`` stays itself). A parsed section (jsonargparse ``Namespace``)
+    is read as the dict it stands for.
     """
     base = base.as_dict() if hasattr(base, "as_dict") else base
     if not isinstance(overlay, Mapping):
         return copy.deepcopy(overlay)
     if not isinstance(base, Mapping):
         return copy.deepcopy(dict(overlay))
-    return {**base, **{key: merge(base.get(key), value) for key, value in overlay.items()}}
+    return {**base, **{key: base[key] if key == "class_path" and base.get(key)
+                       else merge(base.get(key), value) for key, value in overlay.items()}}
 
 
 def _get(section: Any, *keys: str) -> Any:
@@ -150,6 +154,13 @@ def apply_smoke(config: dict[str, Any]) -> str:
                 model.update(merge(model, overlay["model"]))
         else:
             config.update(merge(config, overlay))
+    sources = config.get("sources") or {}  # a study's suite: each synthetic source shrinks
+    small = load_overlay("synthetic")["data"]["init_args"]["source"]
+    for key, source in sources.items():
+        if str(_get(source, "class_path")).endswith("SyntheticSource"):
+            sources[key] = merge(source, small)
+    if sources and "synthetic" not in names:
+        names.append("synthetic")
     return smoke_notice(names)
 
 
