@@ -134,7 +134,8 @@ def test_probe_uses_datamodule_protocol():
             # uint8-like halves: the transform must be applied
             return [{**b, "video": b["video"] / 2} for b in indexed]
 
-        def on_after_batch_transfer(self, batch, dataloader_idx):
+        def views(self, batch, stage):
+            assert stage == "eval"  # evaluation clips, never training views
             return {**batch, "video": batch["video"] * 2}
 
     dm = FakeDataModule()
