@@ -123,3 +123,10 @@ def per_class_accuracy(pred: Tensor, labels: Tensor, num_classes: int) -> Tensor
     counts = torch.bincount(labels, minlength=num_classes).float()
     correct = torch.bincount(labels[pred == labels], minlength=num_classes).float()
     return torch.where(counts > 0, correct / counts.clamp_min(1), torch.nan)
+
+
+def per_class_from_confusion(confusion: Tensor) -> Tensor:
+    """Per-class accuracy (K,) from a (K, K) confusion matrix (rows = true class); NaN for a
+    class with no sample."""
+    counts = confusion.sum(dim=1)
+    return torch.where(counts > 0, confusion.diag().float() / counts.clamp_min(1), torch.nan)

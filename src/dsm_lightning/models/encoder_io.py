@@ -24,6 +24,8 @@ from dsm_lightning.models.wrappers import BackboneWrapper, as_backbone
 from dsm_lightning.normalization import KINETICS_MEAN, KINETICS_STD
 
 __all__ = [
+    "build_backbone",
+    "downstream_encoder",
     "ENCODER_FORMAT",
     "ENCODER_VERSION",
     "DEFAULT_MEAN",
@@ -288,3 +290,70 @@ def _with_wrapper_prefix(
     ):
         return {_WRAPPER_PREFIX + key: value for key, value in state_dict.items()}
     return state_dict
+
+
+def build_backbone(
+    backbone: str | nn.Module | None,
+    backbone_kwargs: Mapping[str, Any] | None = None,
+    weights: str | None = None,
+) -> nn.Module:
+    """A backbone from a registry name (optionally with local weights), or a user module.
+
+    Args:
+        backbone: registry name (``dsm_lightning.list_backbones()``) or an ``nn.Module``
+            returning a feature map or a vector (wrapped by ``as_backbone``).
+        backbone_kwargs: the registry builder's named arguments (names only).
+        weights: local weights file for a registry backbone (``load_backbone_weights``).
+
+    Raises:
+        ValueError: ``backbone`` is None, or kwargs/weights given with a module.
+    """
+    if backbone is None:
+        raise ValueError("backbone must be a registry name or an nn.Module, got None")
+    if isinstance(backbone, nn.Module):
+        if backbone_kwargs or weights:
+            raise ValueError("backbone_kwargs and weights apply to registry names only; "
+                             f"got a {type(backbone).__name__} module")
+        return as_backbone(backbone)
+    module = create_backbone(backbone, **dict(backbone_kwargs or {}))
+    if weights is not None:
+        load_backbone_weights(module, weights, backbone_name=backbone)
+    return module
+
+
+def downstream_encoder(
+    pretrained: str | Path | None,
+    backbone: str | nn.Module | None = None,
+    backbone_kwargs: Mapping[str, Any] | None = None,
+    default: str = "r3d_18",
+) -> tuple[nn.Module, dict[str, Any]]:
+    """The encoder of a downstream module (fine-tuning, retrieval) and what it is.
+
+    Args:
+        pretrained: an ``encoder.pt`` or pretraining checkpoint (``load_encoder``), or None
+            for a random-init backbone.
+        backbone: registry name or a user's ``nn.Module``; None = the file's (or
+            ``default`` without a file).
+        backbone_kwargs: builder arguments; None = the file's.
+        default: the registry name used without a file or a backbone.
+
+    Returns:
+        ``(encoder, meta)`` with ``meta["backbone"]`` (None for a user module) and
+        ``meta["backbone_kwargs"]`` (plus the file's metadata when loaded from one).
+
+    Raises:
+        EncoderLoadError: the file does not fit the backbone.
+    """
+    if pretrained is not None:
+        encoder, meta = load_encoder(pretrained, backbone, backbone_kwargs)
+        meta = dict(meta)
+        meta["backbone"] = None if isinstance(backbone, nn.Module) else (
+            backbone or meta.get("backbone"))
+        meta["backbone_kwargs"] = dict(backbone_kwargs if backbone_kwargs is not None
+                                       else meta.get("backbone_kwargs") or {})
+        return encoder, meta
+    if isinstance(backbone, nn.Module):
+        return as_backbone(backbone), {"backbone": None, "backbone_kwargs": {}}
+    name = backbone or default
+    return (create_backbone(name, **dict(backbone_kwargs or {})),
+            {"backbone": name, "backbone_kwargs": dict(backbone_kwargs or {})})

@@ -18,7 +18,6 @@ Batches are dicts of normalised float clips ``anchor``, ``positive`` and optiona
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -29,45 +28,14 @@ from torch import Tensor, nn
 
 from dsm_lightning._checks import check_choice, check_positive
 from dsm_lightning.data.datamodule import clip_spec_of
-from dsm_lightning.models.backbones import as_backbone
-from dsm_lightning.models.encoder_io import load_backbone_weights, save_encoder
+from dsm_lightning.models.encoder_io import build_backbone, save_encoder
 from dsm_lightning.models.heads import ProjectionHead
-from dsm_lightning.models.registry import create_backbone
-from dsm_lightning.schedules import LR_SCHEDULES, lr_factor, update_momentum
+from dsm_lightning.modules.optim import OPTIMIZERS, make_optimizer, scheduled
+from dsm_lightning.schedules import LR_SCHEDULES, update_momentum
 
-__all__ = ["ContrastiveModule", "build_backbone"]
+__all__ = ["ContrastiveModule"]
 
-OPTIMIZERS = ("sgd", "adamw")
 QUERY_VIEWS = ("positive", "anchor")
-
-
-def build_backbone(
-    backbone: str | nn.Module | None,
-    backbone_kwargs: Mapping[str, Any] | None = None,
-    weights: str | None = None,
-) -> nn.Module:
-    """A backbone from a registry name (optionally with local weights), or a user module.
-
-    Args:
-        backbone: registry name (``dsm_lightning.list_backbones()``) or an ``nn.Module``
-            returning a feature map or a vector (wrapped by ``as_backbone``).
-        backbone_kwargs: the registry builder's named arguments (names only).
-        weights: local weights file for a registry backbone (``load_backbone_weights``).
-
-    Raises:
-        ValueError: ``backbone`` is None, or kwargs/weights given with a module.
-    """
-    if backbone is None:
-        raise ValueError("backbone must be a registry name or an nn.Module, got None")
-    if isinstance(backbone, nn.Module):
-        if backbone_kwargs or weights:
-            raise ValueError("backbone_kwargs and weights apply to registry names only; "
-                             f"got a {type(backbone).__name__} module")
-        return as_backbone(backbone)
-    module = create_backbone(backbone, **dict(backbone_kwargs or {}))
-    if weights is not None:
-        load_backbone_weights(module, weights, backbone_name=backbone)
-    return module
 
 
 class ContrastiveModule(pl.LightningModule):
@@ -287,40 +255,13 @@ class ContrastiveModule(pl.LightningModule):
         for online, ema in pairs:
             update_momentum(online, ema, momentum)
 
-    def _total_steps(self) -> tuple[float, float]:
-        """(total optimizer steps, steps per epoch); ``inf`` when unknown."""
-        total = float(self.trainer.estimated_stepping_batches)
-        max_epochs = self.trainer.max_epochs
-        if math.isfinite(total) and max_epochs and max_epochs > 0:
-            return total, total / max_epochs
-        return math.inf, math.inf
-
     def configure_optimizers(self) -> dict[str, Any]:
         """SGD or AdamW over the trainable parameters; warm-up + schedule per step."""
         hp = self.hparams
-        params = [p for p in self.parameters() if p.requires_grad]
-        if hp.optimizer == "sgd":
-            optimizer = torch.optim.SGD(
-                params, lr=hp.lr, momentum=hp.sgd_momentum, weight_decay=hp.weight_decay
-            )
-        else:
-            optimizer = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
-        total, per_epoch = self._total_steps()
-        finite = math.isfinite(per_epoch)
-        warmup = int(round(hp.warmup_epochs * per_epoch)) if finite else 0
-        milestones = [int(round(m * per_epoch)) for m in hp.lr_milestones] if finite else []
-        if hp.lr_schedule == "multistep" and hp.lr_milestones and not finite:
-            raise ValueError("lr_schedule='multistep' needs a known number of steps per epoch "
-                             "(set trainer max_epochs)")
-
-        def factor(step: int) -> float:
-            return lr_factor(step, total, warmup, hp.lr_schedule, milestones, hp.lr_gamma)
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1},
-        }
+        optimizer = make_optimizer([p for p in self.parameters() if p.requires_grad],
+                                   hp.optimizer, hp.lr, hp.weight_decay, hp.sgd_momentum)
+        return scheduled(optimizer, self.trainer, hp.lr_schedule, hp.warmup_epochs,
+                         hp.lr_milestones, hp.lr_gamma)
 
     # ------------------------------------------------------------------ setup / export
     def setup(self, stage: str) -> None:

@@ -19,38 +19,36 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-import torch
 import torch.nn.functional as F
-from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
-from dsm_lightning._checks import check_choice
+from dsm_lightning._checks import (
+    check_at_least,
+    check_choice,
+    check_fraction,
+    check_int,
+    check_positive,
+)
 from dsm_lightning.evaluation.plots import log_png, plot_confusion_matrix
-from dsm_lightning.evaluation.video_level import video_level_predictions
-from dsm_lightning.models.backbones import as_backbone
-from dsm_lightning.models.encoder_io import load_encoder
-from dsm_lightning.models.registry import create_backbone
+from dsm_lightning.evaluation.video_level import (
+    per_class_from_confusion,
+    video_level_predictions,
+)
+from dsm_lightning.models.encoder_io import downstream_encoder
+from dsm_lightning.modules.fit_guard import (
+    FitGuard,
+    UnfittedClassifierError,
+    UnfittedClassifierWarning,
+)
+from dsm_lightning.modules.optim import OPTIMIZERS, make_optimizer, scheduled
 
 __all__ = ["FinetuneModule", "UnfittedClassifierError", "UnfittedClassifierWarning"]
 
 MODES = ("finetune", "linear")
-OPTIMIZERS = ("sgd", "adamw")
 LR_SCHEDULES = ("cosine", "multistep", "constant")
 DEFAULT_BACKBONE = "r3d_18"
-#: checkpoint key recording whether the classifier had been trained when it was saved
-FITTED_KEY = "classifier_fitted"
-
-
-class UnfittedClassifierWarning(UserWarning):
-    """``test`` / ``validate`` / ``predict`` ran on a classifier that was never trained."""
-
-
-class UnfittedClassifierError(ValueError):
-    """``test`` / ``validate`` / ``predict`` asked of a classifier that was never trained."""
-
-
 def _stages(backbone: nn.Module) -> list[nn.Module]:
     """The backbone's stages: parameter-holding children of its innermost single container."""
     module = getattr(backbone, "model", backbone)
@@ -61,7 +59,31 @@ def _stages(backbone: nn.Module) -> list[nn.Module]:
         module = children[0]
 
 
-class FinetuneModule(pl.LightningModule):
+def frozen_parts(encoder: nn.Module, mode: str, freeze_stages: int) -> list[nn.Module]:
+    """Freeze (no gradient, eval mode) what ``mode`` / ``freeze_stages`` keep fixed.
+
+    Returns:
+        The frozen modules (kept in eval mode by ``FinetuneModule.train``).
+
+    Raises:
+        ValueError: ``freeze_stages`` larger than the backbone's number of stages.
+    """
+    frozen: list[nn.Module] = []
+    if mode == "linear":
+        frozen = [encoder]
+    elif freeze_stages:
+        stages = _stages(encoder)
+        if freeze_stages > len(stages):
+            raise ValueError(f"freeze_stages={freeze_stages} but the backbone has "
+                             f"{len(stages)} stages")
+        frozen = stages[:freeze_stages]
+    for module in frozen:
+        module.requires_grad_(False)
+        module.eval()
+    return frozen
+
+
+class FinetuneModule(FitGuard, pl.LightningModule):
     """Classifier = backbone + dropout + linear layer, trained on labelled clips.
 
     Batches follow the batch contract: ``video`` float (B, C, T, S, S) for training and
@@ -143,71 +165,39 @@ class FinetuneModule(pl.LightningModule):
         require_fitted: bool = True,
     ) -> None:
         super().__init__()
-        if num_classes < 2:
-            raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+        check_int("num_classes", num_classes, 2)
         check_choice("mode", mode, MODES)
         check_choice("optimizer", optimizer, OPTIMIZERS)
         check_choice("lr_schedule", lr_schedule, LR_SCHEDULES)
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-        if lr <= 0 or (backbone_lr is not None and backbone_lr < 0):
-            raise ValueError(f"learning rates must be positive, got lr={lr}, "
-                             f"backbone_lr={backbone_lr}")
-        if freeze_stages < 0:
-            raise ValueError(f"freeze_stages must be >= 0, got {freeze_stages}")
-        if n_clips < 1 or n_crops < 1:
-            raise ValueError(f"n_clips and n_crops must be >= 1, got {n_clips}, {n_crops}")
+        check_fraction("dropout", dropout, 0.0, 1.0 - 1e-9)
+        check_positive("lr", lr)
+        if backbone_lr is not None:
+            check_at_least("backbone_lr", backbone_lr)
+        check_int("freeze_stages", freeze_stages, 0)
+        check_int("n_clips", n_clips)
+        check_int("n_crops", n_crops)
         if class_names is not None and len(class_names) != num_classes:
             raise ValueError(
                 f"class_names has {len(class_names)} names for num_classes={num_classes}"
             )
-        if not 0.0 <= label_smoothing < 1.0:
-            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+        check_fraction("label_smoothing", label_smoothing, 0.0, 1.0 - 1e-9)
         user_module = isinstance(backbone, nn.Module)
         self.save_hyperparameters(ignore=["backbone"] if user_module else None)
-
-        if pretrained is not None:
-            self.encoder, meta = load_encoder(pretrained, backbone, backbone_kwargs)
-            self.encoder_meta = meta
-            # Make the hyper-parameters self-describing: a checkpoint of this module holds
-            # every weight, so reloading needs the architecture, not the pretrained file.
-            self.hparams["backbone"] = None if user_module else backbone or meta["backbone"]
-            self.hparams["backbone_kwargs"] = dict(
-                backbone_kwargs if backbone_kwargs is not None else meta["backbone_kwargs"]
-            )
-            self.hparams["pretrained"] = None
-            self.pretrained_source = str(pretrained)
-        elif user_module:
-            self.encoder = as_backbone(backbone)
-            self.encoder_meta = {"backbone": None, "backbone_kwargs": {}}
-            self.hparams["backbone"] = None
-            self.pretrained_source = None
-        else:
-            name = backbone or DEFAULT_BACKBONE
-            self.encoder = create_backbone(name, **(backbone_kwargs or {}))
-            self.encoder_meta = {"backbone": name, "backbone_kwargs": dict(backbone_kwargs or {})}
-            self.hparams["backbone"] = name
-            self.pretrained_source = None
+        self.encoder, self.encoder_meta = downstream_encoder(pretrained, backbone,
+                                                             backbone_kwargs, DEFAULT_BACKBONE)
+        # self-describing hyper-parameters: a checkpoint of this module holds every weight,
+        # so reloading it needs the architecture, not the pretrained file
+        self.hparams["backbone"] = self.encoder_meta["backbone"]
+        self.hparams["backbone_kwargs"] = self.encoder_meta["backbone_kwargs"]
+        self.hparams["pretrained"] = None
+        self.pretrained_source = str(pretrained) if pretrained is not None else None
         feature_dim = int(self.encoder.feature_dim)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(feature_dim, num_classes)
         nn.init.normal_(self.classifier.weight, std=0.01)
         nn.init.zeros_(self.classifier.bias)
 
-        self._frozen: list[nn.Module] = []
-        if mode == "linear":
-            self._frozen = [self.encoder]
-        elif freeze_stages:
-            stages = _stages(self.encoder)
-            if freeze_stages > len(stages):
-                raise ValueError(
-                    f"freeze_stages={freeze_stages} but the backbone has {len(stages)} stages"
-                )
-            self._frozen = stages[:freeze_stages]
-        for module in self._frozen:
-            module.requires_grad_(False)
-            module.eval()
-
+        self._frozen = frozen_parts(self.encoder, mode, freeze_stages)
         self.class_names = list(class_names) if class_names else None
         top5 = min(5, num_classes)
         metric_kwargs = {"num_classes": num_classes, "ignore_index": -1}
@@ -219,9 +209,6 @@ class FinetuneModule(pl.LightningModule):
         self.test_confusion = MulticlassConfusionMatrix(**metric_kwargs)
         self.test_results: dict[str, Any] = {}
         self._warned_views = False
-        #: True once the classifier took a training step here or came from a fitted checkpoint
-        self.classifier_fitted = False
-        #: raise UnfittedClassifierError instead of warning on an unfitted classifier
         self.require_fitted = require_fitted
 
     # ----------------------------------------------------------------------------- model
@@ -292,38 +279,6 @@ class FinetuneModule(pl.LightningModule):
 
     # ------------------------------------------------------------------------------ steps
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        """Record that the classifier has been trained (saved in checkpoints)."""
-        self.classifier_fitted = True
-
-    def _check_fitted(self, stage: str) -> None:
-        """Warn (or raise) when ``stage`` runs outside a fit on a never-trained classifier.
-
-        Raises:
-            UnfittedClassifierError: the classifier was never fitted and ``require_fitted``
-                is True (the same on every rank, so no rank waits for another).
-        """
-        if self.classifier_fitted or self.trainer.state.fn == TrainerFn.FITTING:
-            return
-        message = (
-            f"FinetuneModule: {stage} on a classifier that was never fitted (no fit in this "
-            "process and no checkpoint of a fit loaded), so its accuracy is chance level; "
-            f"fit first, then `dsm {stage} --config <config> --ckpt_path <checkpoint of "
-            "that fit>` (or trainer.fit before trainer.test)"
-        )
-        if self.require_fitted:
-            raise UnfittedClassifierError(message)
-        rank_zero_warn(message, category=UnfittedClassifierWarning)
-
-    def on_validation_start(self) -> None:
-        self._check_fitted("validate")
-
-    def on_test_start(self) -> None:
-        self._check_fitted("test")
-
-    def on_predict_start(self) -> None:
-        self._check_fitted("predict")
-
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         logits, labels = self._clip_logits(batch)
         loss = F.cross_entropy(
@@ -360,34 +315,23 @@ class FinetuneModule(pl.LightningModule):
     def on_test_epoch_end(self) -> None:
         confusion = self.test_confusion.compute().cpu()
         self.test_confusion.reset()
-        counts = confusion.sum(dim=1)
-        per_class = torch.where(
-            counts > 0, confusion.diag().float() / counts.clamp_min(1), torch.nan
-        )
         names = self.class_names or [str(k) for k in range(self.hparams.num_classes)]
-        self.test_results = {
-            "confusion_matrix": confusion,
-            "per_class_accuracy": dict(zip(names, per_class.tolist())),
-        }
+        per_class = per_class_from_confusion(confusion)
+        self.test_results = {"confusion_matrix": confusion,
+                             "per_class_accuracy": dict(zip(names, per_class.tolist()))}
         for name, value in zip(names, per_class.tolist()):
             if not math.isnan(value):
                 self.log(f"test/acc_class/{name}", value, rank_zero_only=True)
-        if self.trainer.is_global_zero:
-            self._save_confusion(confusion, names)
-
-    def _save_confusion(self, confusion: Tensor, names: list[str]) -> None:
-        """``confusion_matrix.png`` in the logger's run directory; nothing without a logger."""
+        if not self.trainer.is_global_zero:
+            return
         if not self.loggers:
-            rank_zero_info(
-                "confusion matrix not written (no logger, so no run directory): it is in "
-                "test_results['confusion_matrix']; dsm_lightning.evaluation."
-                "plot_confusion_matrix draws it"
-            )
+            rank_zero_info("confusion matrix not written (no logger, so no run directory): it "
+                           "is in test_results['confusion_matrix']; dsm_lightning.evaluation."
+                           "plot_confusion_matrix draws it")
             return
         log_dir = self.trainer.log_dir or self.trainer.default_root_dir
-        path = plot_confusion_matrix(
-            confusion, Path(log_dir) / "confusion_matrix.png", class_names=names
-        )
+        path = plot_confusion_matrix(confusion, Path(log_dir) / "confusion_matrix.png",
+                                     class_names=names)
         self.test_results["confusion_matrix_png"] = str(path)
         for logger in self.loggers:
             log_png(logger, "test/confusion_matrix", path, step=self.global_step)
@@ -401,39 +345,21 @@ class FinetuneModule(pl.LightningModule):
     # ------------------------------------------------------------------------ checkpoint
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
         checkpoint["pretrained_source"] = self.pretrained_source
-        checkpoint[FITTED_KEY] = self.classifier_fitted
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # checkpoints written before the flag existed came from a fit
-        self.classifier_fitted = bool(checkpoint.get(FITTED_KEY, True))
 
     # ------------------------------------------------------------------------- optimizer
 
     def configure_optimizers(self) -> Any:
+        """The classifier's and the (unfrozen) backbone's parameter groups, each with its
+        learning rate; the schedule per step (``modules.optim.scheduled``)."""
         hp = self.hparams
-        head = [p for p in self.classifier.parameters() if p.requires_grad]
-        groups = [{"params": head, "lr": hp.lr, "name": "classifier"}]
+        groups = [{"params": [p for p in self.classifier.parameters() if p.requires_grad],
+                   "lr": hp.lr, "name": "classifier"}]
         backbone = [p for p in self.encoder.parameters() if p.requires_grad]
         if backbone:
             lr = hp.backbone_lr if hp.backbone_lr is not None else hp.lr
             groups.append({"params": backbone, "lr": lr, "name": "backbone"})
-        if hp.optimizer == "sgd":
-            optimizer = torch.optim.SGD(
-                groups, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay
-            )
-        else:
-            optimizer = torch.optim.AdamW(groups, lr=hp.lr, weight_decay=hp.weight_decay)
-        if hp.lr_schedule == "constant":
-            return optimizer
-        if hp.lr_schedule == "multistep":
-            scheduler = torch.optim.lr_scheduler.MultiStepLR(
-                optimizer, milestones=list(hp.lr_milestones), gamma=hp.lr_gamma
-            )
-            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler}}
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
-        }
+        optimizer = make_optimizer(groups, hp.optimizer, hp.lr, hp.weight_decay, hp.momentum)
+        return scheduled(optimizer, self.trainer, hp.lr_schedule, 0.0, hp.lr_milestones,
+                         hp.lr_gamma)

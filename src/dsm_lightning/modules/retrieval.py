@@ -44,9 +44,7 @@ from dsm_lightning.evaluation.retrieval import (
     neighbours_table,
     recall_at_k,
 )
-from dsm_lightning.models.backbones import as_backbone
-from dsm_lightning.models.encoder_io import load_encoder
-from dsm_lightning.models.registry import create_backbone
+from dsm_lightning.models.encoder_io import downstream_encoder
 
 __all__ = ["RetrievalModule", "GALLERY", "QUERY", "RESULT_FILES", "next_version_dir"]
 
@@ -141,15 +139,8 @@ class RetrievalModule(pl.LightningModule):
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
         self.save_hyperparameters(ignore=["backbone"] if isinstance(backbone, nn.Module) else None)
-        if pretrained is not None:
-            self.encoder, self.encoder_meta = load_encoder(pretrained, backbone, backbone_kwargs)
-        elif isinstance(backbone, nn.Module):
-            self.encoder = as_backbone(backbone)
-            self.encoder_meta = {"backbone": None, "backbone_kwargs": {}}
-        else:
-            name = backbone or DEFAULT_BACKBONE
-            self.encoder = create_backbone(name, **(backbone_kwargs or {}))
-            self.encoder_meta = {"backbone": name, "backbone_kwargs": dict(backbone_kwargs or {})}
+        self.encoder, self.encoder_meta = downstream_encoder(pretrained, backbone,
+                                                             backbone_kwargs, DEFAULT_BACKBONE)
         self.encoder.requires_grad_(False)
         self.ks = ks
         self.recalls: dict[int, float] = {}
