@@ -177,8 +177,8 @@ def synthesize_split(
         A ``SynthesizedSplit``.
 
     Raises:
-        ValueError: an unknown background, ``masks="source"`` without ``true_masks``, or a
-            chunk with a single class (no donor of another class).
+        ValueError: an unknown background, ``masks="source"`` without ``true_masks``, no
+            video, or a chunk with a single class (no donor of another class).
     """
     tests = tests or OutOfContextTests()
     check_choice("background", background, BACKGROUNDS)
@@ -219,6 +219,8 @@ def synthesize_split(
             parts[test].append(torch.stack(views[test], dim=1))
         labels.append(chunk["label"].long())
         index.append(chunk["index"].long())
+    if not labels:
+        raise ValueError("no video to synthesize the out-of-context tests from (empty split)")
     result = SynthesizedSplit(
         {t: torch.cat(parts[t]) for t in TESTS}, torch.cat(labels), torch.cat(still),
         torch.cat(index), float(torch.cat(ious).mean()) if ious else None)
