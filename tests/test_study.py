@@ -306,3 +306,156 @@ def test_encoders_are_fed_clips_in_their_own_normalisation():
     expected = (raw - torch.tensor([0.0, 0.1, 0.2]).view(3, 1, 1, 1)) / torch.tensor(
         [1.0, 2.0, 0.5]).view(3, 1, 1, 1)
     assert torch.allclose(own({"video": raw})["video"], expected, atol=1e-5)
+
+
+# ------------------------------------------------------------ issue: the synthesized rows
+def _ooc_features(kind: str, motion: bool, n: int = 48) -> dict[str, dict[str, torch.Tensor]]:
+    """Features of synthesized tests as a motion or a scene encoder sees them: the swap clip
+    keeps the class's motion on another scene, its static copy has no motion, the conflict
+    clip holds a still foreground of another class."""
+    labels = torch.arange(n) % K
+    other = (labels + 1) % K  # the background's / the still foreground's class
+    one_hot = lambda c: torch.nn.functional.one_hot(c, K + 1).float() + 1e-3  # noqa: E731
+    static = torch.zeros_like(labels)  # no step at all (the motion features' 0)
+    clips = {"swap": labels + 1 if motion else other + 1,
+             "static": static if motion else other + 1,
+             "conflict": labels + 1 if motion else other + 1}
+    return {f"ooc/{kind}/{test}": {"features": one_hot(c), "labels": labels,
+                                   "index": torch.arange(n)}
+            for test, c in clips.items()}, other
+
+
+def test_synthesized_rows_tell_a_motion_encoder_from_a_scene_encoder():
+    from dsm_lightning.evaluation.probe import fit_linear_probe
+    from dsm_lightning.evaluation.study import evaluate_out_of_context
+
+    n = 48
+    labels = torch.arange(n) % K
+    train = torch.nn.functional.one_hot(labels + 1, K + 1).float() + 1e-3
+    probe = fit_linear_probe(train, labels, num_classes=K)
+    for motion in (True, False):
+        feats, still = _ooc_features("stripes", motion)
+        res = evaluate_out_of_context(feats, probe, (train, labels), {"stripes": still})
+        if motion:  # right on the swap clip; static copies all fall in one class (right for
+            # 1/K of them, as for the real static clips); the moving label wins the conflict
+            assert res["ooc/stripes/swap"] == 1.0
+            assert res["ooc/stripes/contrasted"] == pytest.approx(1 - 1 / K)
+            assert res["ooc/stripes/conflict_moving_beats_still"] == 1.0
+            assert res["retrieval/ooc_stripes/R@1"] == 1.0
+        else:  # the scene (or the still foreground) answers
+            assert res["ooc/stripes/swap"] == res["ooc/stripes/contrasted"] == 0.0
+            assert res["ooc/stripes/conflict_still"] == 1.0
+            assert res["ooc/stripes/conflict_moving_beats_still"] == 0.0
+
+
+def _encoder_file(path) -> str:
+    from dsm_lightning.models import create_backbone, save_encoder
+
+    torch.manual_seed(0)
+    save_encoder(path, create_backbone("tiny3d", width=4), "tiny3d", {"width": 4},
+                 method="moco")
+    return str(path)
+
+
+def test_seeds_and_sources_give_mean_and_spread_and_the_suite_verdicts(tmp_path, cache):
+    """Two sources x two seeds, encoder files only (no pretraining): one run per source and
+    seed, their reports, the mean ± spread per source, the suite's verdicts."""
+    from dsm_lightning.cli import main
+
+    small = {"num_classes": K, "videos_per_class": 4, "eval_videos_per_class": 2,
+             "num_frames": 16, "size": S_TINY}
+    sources = {"photo": {"class_path": "SyntheticSource", "init_args": small},
+               "clutter": {"class_path": "ClutterSyntheticSource", "init_args": small}}
+    encoders = {"moco": _encoder_file(tmp_path / "a.pt"), "other": _encoder_file(tmp_path / "b.pt")}
+    config = _study_config(tmp_path, cache, methods={}, encoders=encoders, seeds=[0, 1],
+                           sources=sources, random_baseline=False,
+                           out_of_context={"backgrounds": ["noise"], "masks": "source"})
+    assert main(["study", "--config", config]) == 0
+    out = tmp_path / "out"
+    for source in sources:
+        for seed in (0, 1):
+            run = _report(out / source / f"seed{seed}")
+            assert run["seed"] == seed and set(run["results"]) == {"moco", "other"}
+            assert "ooc/noise/contrasted" in run["results"]["moco"]
+            assert 0.0 < run["notes"]["mask_iou"] < 1.0  # these sources know their masks
+            assert (out / source / f"seed{seed}" / "out_of_context"
+                    / f"test_noise_seed{seed}.pt").is_file()
+        aggregated = (out / source / "report.md").read_text()
+        assert "Seeds 0, 1: mean ± sample standard deviation" in aggregated
+        assert " ± " in aggregated and "Findings" in aggregated
+    suite = (out / "report.md").read_text()
+    assert "Sources: photo, clutter; seeds 0, 1 each" in suite
+    assert "## `ooc/noise/contrasted`" in suite and "| other |" in suite
+    assert "foreground estimate" in (out / "photo" / "seed0" / "report.md").read_text().lower()
+
+
+def test_a_finished_run_of_the_same_configuration_is_read_back(tmp_path, cache):
+    from dsm_lightning.cli import main
+
+    config = _study_config(tmp_path, cache, out_of_context={"backgrounds": []},
+                           methods={"be": yaml_method("be")})
+    assert main(["study", "--config", config]) == 0
+    first = _report(tmp_path / "out")["pretraining"]["be"]
+    assert first["reused"] is False
+    encoder = tmp_path / "out" / "be" / "encoder.pt"
+    stamp = encoder.stat().st_mtime_ns
+    assert main(["study", "--config", config]) == 0
+    again = _report(tmp_path / "out")["pretraining"]["be"]
+    assert again["reused"] is True and again["seconds"] == first["seconds"]
+    assert encoder.stat().st_mtime_ns == stamp  # not trained again
+    assert main(["study", "--config", config, "--reuse", "false"]) == 0
+    assert _report(tmp_path / "out")["pretraining"]["be"]["reused"] is False
+
+
+def yaml_method(name: str) -> dict:
+    common = {"backbone": "tiny3d", "backbone_kwargs": {"width": 4}, "queue_size": 32,
+              "optimizer": "adamw", "lr": 1e-3}
+    return {"model": {"class_path": "BEModule", "init_args": common},
+            "augment": {"class_path": "BackgroundErasingBuilder"}}
+
+
+def test_dsm_study_on_a_ucf101_tree_with_only_train_and_test_lists(tmp_path, cache):
+    """Any labelled set: an UCF101 layout (classInd, trainlist01, testlist01) of generated
+    videos, scored through the CLI: the synthesized rows are there (no balanced or swapped
+    split exists), with the per-class plot."""
+    import numpy as np
+    from helpers.video_fixtures import encode_video
+
+    from dsm_lightning.cli import main
+
+    root, lists = tmp_path / "UCF-101", tmp_path / "ucfTrainTestlist"
+    lists.mkdir()
+    classes = ["Walk", "Jump", "Swim"]
+    rng = np.random.default_rng(0)
+    train, test = [], []
+    for c, name in enumerate(classes):
+        for g in range(4):
+            frames = np.repeat((rng.random((1, 32, 32, 3)) * 200).astype(np.uint8), 12, axis=0)
+            for t in range(12):  # a bright square moving in the class's direction
+                x = 4 + 2 * t if c != 1 else 12
+                y = 12 if c != 1 else 4 + 2 * t
+                frames[t, y:y + 6, x:x + 6] = 250 if c != 2 else 20
+            rel = f"{name}/v_{name}_g{g + 1:02d}_c01.avi"
+            encode_video(str(root / rel), frames, codec="mpeg4")
+            (train if g < 3 else test).append((rel, c + 1))
+    (lists / "classInd.txt").write_text("".join(f"{i + 1} {n}\n" for i, n in enumerate(classes)))
+    (lists / "trainlist01.txt").write_text("".join(f"{r} {c}\n" for r, c in train))
+    (lists / "testlist01.txt").write_text("".join(f"{r}\n" for r, _ in test))
+    config = _study_config(
+        tmp_path, cache, methods={}, encoders={"mine": _encoder_file(tmp_path / "e.pt")},
+        splits={"biased_train": "train", "biased_test": "test", "balanced_train": None,
+                "balanced_test": None, "swapped_test": None},
+        data={"class_path": "VideoDataModule", "init_args": {
+            "source": "ucf101", "root": str(root), "annotations": str(lists), "split": 1,
+            "task": "pretrain", "num_frames": 4, "stride": 2, "frame_size": S_TINY,
+            "crop_size": S_TINY, "batch_size": 4, "num_workers": 0}},
+        out_of_context={"backgrounds": ["other_class", "stripes"], "chunk": 16})
+    assert main(["study", "--config", config]) == 0
+    report = _report(tmp_path / "out")
+    table = report["table"]
+    for label in ("synthesized (other_class): contrasted acc", "synthesized (stripes): top-1 "
+                  "background-swapped", "conflict: moving label scores higher",
+                  "retrieval swap (other_class) queries R@1", "biased probe: top-1 static"):
+        assert label in table, label
+    assert report["notes"]["mask_iou"] is None  # UCF101 knows no masks
+    assert (tmp_path / "out" / "scene_bias_mine.png").is_file()

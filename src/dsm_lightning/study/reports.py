@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,19 +18,31 @@ from dsm_lightning.evaluation.aggregate import (
 )
 from dsm_lightning.evaluation.study import format_study_table, study_rows
 
-__all__ = ["KEY_METRICS", "REFERENCE", "aggregate_report", "run_report", "suite_report",
+__all__ = ["KEY_METRICS", "REFERENCE", "key_metrics", "aggregate_report", "run_report", "suite_report",
            "write_report"]
 
 #: The encoder the findings compare every other one with (the MoCo baseline), when present.
 REFERENCE = "moco"
-#: The metrics the findings and verdicts are about, when a run has them: the contrasted
-#: accuracies (real balanced probe, synthesized) and the out-of-context top-1 / retrieval.
+#: The metrics the findings and verdicts are about, when a run has them: the real splits'
+#: contrasted accuracy, swapped-scene top-1 and retrieval, then per synthesized background
+#: kind ``{kind}`` its contrasted accuracy, swap top-1, conflict and retrieval.
 KEY_METRICS = (
     "balanced_probe/contrasted", "biased_probe/swapped_test", "retrieval/swapped_test/R@1",
-    "ooc/other_class/contrasted", "ooc/other_class/swap", "ooc/stripes/contrasted",
-    "ooc/stripes/swap", "ooc/other_class/conflict_moving_beats_still",
-    "retrieval/ooc_other_class/R@1",
+    "ooc/{kind}/contrasted", "ooc/{kind}/swap", "ooc/{kind}/conflict_moving_beats_still",
+    "retrieval/ooc_{kind}/R@1",
 )
+
+
+def key_metrics(keys: Iterable[str]) -> list[str]:
+    """The :data:`KEY_METRICS` present among ``keys``, a synthesized one per kind found."""
+    present = set(keys)
+    kinds = list(dict.fromkeys(k.split("/")[1] for k in sorted(present)
+                               if k.startswith("ooc/")))
+    out = []
+    for metric in KEY_METRICS:
+        names = [metric.format(kind=k) for k in kinds] if "{kind}" in metric else [metric]
+        out += [name for name in names if name in present]
+    return out
 
 
 def _agreements(results: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
@@ -87,7 +99,7 @@ def _findings_lines(cells: Mapping[str, Mapping[str, Cell]]) -> list[str]:
     lines = []
     if REFERENCE not in cells:
         return lines
-    for metric in KEY_METRICS:
+    for metric in key_metrics(k for c in cells.values() for k in c):
         pairs = [(name, REFERENCE) for name in cells if name != REFERENCE]
         for f in findings(cells, metric, pairs):
             lines.append(f"- `{metric}`: {f.higher} above {f.lower} by {100 * f.gap:.1f} points "
@@ -134,8 +146,7 @@ def suite_report(per_source: Mapping[str, Mapping[str, Mapping[str, Cell]]],
     """The verdicts over the suite: for each encoder and key metric, against the baseline,
     on how many sources the gap is a finding above, below, or none."""
     names = list(dict.fromkeys(n for cells in per_source.values() for n in cells))
-    metrics = [m for m in KEY_METRICS
-               if any(m in cells.get(n, {}) for cells in per_source.values() for n in names)]
+    metrics = key_metrics(k for cells in per_source.values() for c in cells.values() for k in c)
     lines = ["# dsm-lightning scene-bias study: the suite", "",
              f"Sources: {', '.join(per_source)}; seeds {', '.join(map(str, seeds))} each. "
              f"Each cell: against `{REFERENCE}`, on how many sources the mean gap exceeds the "

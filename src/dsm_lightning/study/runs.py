@@ -59,16 +59,16 @@ def pretrain(config: dict[str, Any], out: Path, name: str, reuse: bool = True) -
         ``{"method", "seconds", "steps", "checkpoint", "encoder", "config", "last",
         "reused"}``.
     """
-    record = out / name / RUN_RECORD
+    record, written = out / name / RUN_RECORD, _canonical(config)
     if reuse and record.is_file() and (out / name / "encoder.pt").is_file():
         stored = json.loads(record.read_text())
-        if stored.get("config") == _canonical(config):
+        if stored.get("config") == written:
             return {**stored["run"], "reused": True}
     from dsm_lightning.cli import build_cli
 
     with warnings.catch_warnings():  # the config is given as a dict on purpose
         warnings.filterwarnings("ignore", ".*args parameter is intended to run from within")
-        cli = build_cli(config, run=False)
+        cli = build_cli(copy.deepcopy(config), run=False)  # the parser edits what it is given
     start = time.perf_counter()
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     seconds = time.perf_counter() - start
@@ -83,7 +83,7 @@ def pretrain(config: dict[str, Any], out: Path, name: str, reuse: bool = True) -
            "encoder": str(out / name / "encoder.pt"),
            "config": str(out / name / "config.yaml"), "last": logged}
     record.parent.mkdir(parents=True, exist_ok=True)
-    record.write_text(json.dumps({"config": _canonical(config), "run": run}, indent=1) + "\n")
+    record.write_text(json.dumps({"config": written, "run": run}, indent=1) + "\n")
     return {**run, "reused": False}
 
 
