@@ -21,6 +21,7 @@ from torch import Tensor
 
 from dsm_lightning.data.datamodule import clip_spec_of
 from dsm_lightning.disturb.views import ViewBuilder
+from dsm_lightning.disturb.visualize import save_png
 from dsm_lightning.evaluation.plots import log_png
 from dsm_lightning.normalization import KINETICS_MEAN, KINETICS_STD, denormalize
 
@@ -144,10 +145,7 @@ def labelled_grid(
 
 def save_labelled_png(path: str | Path, rows: Sequence[tuple[str, Tensor]], **kwargs) -> Path:
     """Write :func:`labelled_grid` as a PNG (parent folders created); returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    labelled_grid(rows, **kwargs).save(path, format="PNG")
-    return path
+    return save_png(labelled_grid(rows, **kwargs), path)
 
 
 def save_labelled_gif(

@@ -147,8 +147,7 @@ class BackgroundErasingBuilder(ViewBuilder):
             ``SpatialMixup(0.3)``: U(0, 0.3)).
         mix_per: ``"batch"`` (public code: one ``lam`` per batch) or ``"clip"``.
         views: which views to erase, from ``("anchor", "positive", "negative")``.
-        seed: seed of the builder's own generator, used only when ``forward`` gets no
-            generator (None = global RNG).
+        seed: seed of the builder's own generator (used without a ``generator`` argument).
 
     Raises:
         ValueError: naming the first invalid argument.

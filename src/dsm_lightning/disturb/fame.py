@@ -273,12 +273,11 @@ class FAMEBuilder(ViewBuilder):
         bg_sample_ratio: least salient pixel fraction modelling background colours (0.1).
         color_bins: quantisation levels per colour axis (10).
         blur_fraction: Gaussian kernel side as a fraction of the crop side (0.1).
-        key_from_shift: use ``video_shift`` (another clip of the video) as the key.
-        seed: seed of the builder's own generator, used only when ``forward`` gets no
-            generator (None = global RNG).
+        key_from_shift: use ``video_shift`` (another clip of the video) as the key; seed:
+            the builder's own generator's, used without a ``generator`` argument.
 
     Raises:
-        ValueError: naming the first invalid argument.
+        ValueError: an invalid argument (named).
     """
 
     def __init__(

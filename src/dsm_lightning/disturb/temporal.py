@@ -152,18 +152,8 @@ def swap_indices(
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
 ) -> Tensor:
-    """(B, T) indices where two disjoint segments of ``length`` frames trade places.
-
-    Args:
-        batch: number of clips B.
-        frames: clip length T (>= 2 * length).
-        length: segment length L >= 1.
-        generator: random source.
-        device: where the result lives.
-
-    Returns:
-        (B, T) int64 indices.
-    """
+    """(B, T) int64 indices where two disjoint segments of ``length`` frames (L >= 1, T >= 2 L)
+    trade places; every draw from ``generator``, the result on ``device``."""
     u = rand_uniform((2, batch, 1), generator=generator, device=device)
     first = _floor_index(u[0], frames - 2 * length + 1)
     second_lo = first + length
@@ -183,18 +173,8 @@ def insert_indices(
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
 ) -> Tensor:
-    """(B, T) indices where a segment of ``length`` frames is moved to another position.
-
-    Args:
-        batch: number of clips B.
-        frames: clip length T (> length).
-        length: segment length L >= 1.
-        generator: random source.
-        device: where the result lives.
-
-    Returns:
-        (B, T) int64 indices.
-    """
+    """(B, T) int64 indices where a segment of ``length`` frames (1 <= L < T) is moved to
+    another position; every draw from ``generator``, the result on ``device``."""
     u = rand_uniform((2, batch, 1), generator=generator, device=device)
     slots = frames - length + 1  # possible segment starts
     source = _floor_index(u[0], slots)

@@ -73,16 +73,17 @@ def triplet_grid(
     return Image.fromarray(canvas)
 
 
-def save_triplet_png(path: str | Path, triplet: dict[str, Tensor], **kwargs) -> Path:
-    """Write ``triplet_grid(triplet, **kwargs)`` as a PNG.
-
-    Returns:
-        The path written.
-    """
+def save_png(image: Image.Image, path: str | Path) -> Path:
+    """Write ``image`` as a PNG at ``path`` (parent folders created); returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    triplet_grid(triplet, **kwargs).save(path, format="PNG")
+    image.save(path, format="PNG")
     return path
+
+
+def save_triplet_png(path: str | Path, triplet: dict[str, Tensor], **kwargs) -> Path:
+    """Write ``triplet_grid(triplet, **kwargs)`` as a PNG; returns the path."""
+    return save_png(triplet_grid(triplet, **kwargs), path)
 
 
 def save_triplet_gif(
