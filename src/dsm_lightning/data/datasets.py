@@ -36,6 +36,7 @@ import torch
 from torch.utils.data import Dataset, DistributedSampler, default_collate, get_worker_info
 
 from dsm_lightning._checks import check_choice
+from dsm_lightning.data.decoders import DecodeNotices
 from dsm_lightning.data.sampling import (
     ClipSample,
     PairClipSampler,
@@ -101,8 +102,13 @@ class VideoOpener:
 
     Streamed or packed formats subclass it (``dsm_lightning.data.shards.ShardOpener`` reads
     a video's bytes from its shard); datasets call it in their worker processes, so an
-    opener must be picklable.
+    opener must be picklable. Its ``notices`` (``DecodeNotices``) remember, for the readers
+    it opens, which decoder declined which file and which warnings were said (once per
+    file, per process).
     """
+
+    def __init__(self) -> None:
+        self.notices = DecodeNotices()
 
     def __call__(self, record: VideoRecord, index: int, threads: int, decoder: str) -> VideoReader:
         """Open the video of ``record``, item ``index`` of its split.
@@ -119,7 +125,7 @@ class VideoOpener:
         Raises:
             VideoDecodeError: The video cannot be opened.
         """
-        return VideoReader(record.path, threads=threads, decoder=decoder)
+        return VideoReader(record.path, threads=threads, decoder=decoder, notices=self.notices)
 
 
 class EpochSampler(DistributedSampler):

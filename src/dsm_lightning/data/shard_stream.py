@@ -24,6 +24,7 @@ from litdata import StreamingDataLoader, StreamingDataset  # noqa: E402
 from torch.utils.data import default_collate  # noqa: E402
 
 from dsm_lightning.data.datasets import VideoDataset, VideoOpener, clip_dataset  # noqa: E402
+from dsm_lightning.data.decoders import DecodeNotices  # noqa: E402
 from dsm_lightning.data.frame_index import CACHE, FrameIndex  # noqa: E402
 from dsm_lightning.data.loaders import (  # noqa: E402
     LoaderSettings,
@@ -37,7 +38,8 @@ from dsm_lightning.data.video_io import VideoDecodeError, VideoReader  # noqa: E
 __all__ = ["ShardLoader", "ShardOpener", "ShardStream", "clip_dataset", "reader_from_sample"]
 
 
-def reader_from_sample(sample: dict[str, Any], name: str, threads: int = 0) -> VideoReader:
+def reader_from_sample(sample: dict[str, Any], name: str, threads: int = 0,
+                       notices: DecodeNotices | None = None) -> VideoReader:
     """A ``VideoReader`` over a shard sample's bytes and frame index.
 
     The frame index is memoised in the process (``frame_index.CACHE``, keyed by ``name``),
@@ -47,6 +49,7 @@ def reader_from_sample(sample: dict[str, Any], name: str, threads: int = 0) -> V
         sample: A raw shard sample (``video`` bytes, ``frame_index`` array).
         name: Name of the video in messages (unique per video).
         threads: Decoder threads.
+        notices: The opener's decode notices (None = the reader's own).
 
     Returns:
         The open reader.
@@ -62,7 +65,8 @@ def reader_from_sample(sample: dict[str, Any], name: str, threads: int = 0) -> V
             raise VideoDecodeError(f"{name}: the shard's frame index is damaged or of another "
                                    "format (prepare the shards again)")
         CACHE.put(key, index, None)
-    return VideoReader(name, threads=threads, data=bytes(sample["video"]), index=index)
+    return VideoReader(name, threads=threads, data=bytes(sample["video"]), index=index,
+                       notices=notices)
 
 
 class ShardOpener(VideoOpener):
@@ -75,6 +79,7 @@ class ShardOpener(VideoOpener):
     """
 
     def __init__(self, input_dir: str, positions: list[int], cache_dir: str | None = None):
+        super().__init__()
         self.input_dir, self.positions, self.cache_dir = input_dir, list(positions), cache_dir
         self._shards: StreamingDataset | None = None
 
@@ -90,7 +95,7 @@ class ShardOpener(VideoOpener):
             raise VideoDecodeError(f"{record.path}: the shard sample at position "
                                    f"{self.positions[index]} is video {sample['index']}, not "
                                    f"{index} (manifest and shards disagree)")
-        return reader_from_sample(sample, record.path, threads)
+        return reader_from_sample(sample, record.path, threads, self.notices)
 
 
 class ShardStream(StreamingDataset):
@@ -164,7 +169,8 @@ class ShardStream(StreamingDataset):
         """The item of a raw sample; None (counted, warned) when its video is bad."""
         index = int(sample["index"])
         try:
-            reader = reader_from_sample(sample, self.clips.records[index].path, threads=1)
+            reader = reader_from_sample(sample, self.clips.records[index].path, threads=1,
+                                        notices=self.clips.opener.notices)
             return self.clips.load_item(index, self.epoch, reader)
         except VideoDecodeError as err:
             self.clips._mark_bad(index, err, "replaced by another video")

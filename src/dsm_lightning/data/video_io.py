@@ -201,8 +201,8 @@ class VideoReader:
             None demuxes ``data`` to build it.
         codec_options: Options given to FFmpeg's decoder by the PyAV decoders (e.g.
             ``{"flags": "+output_corrupt"}``); None gives none.
-        notices: Where declines and once-per-file warnings are remembered (None = the
-            process's ``decoders.PROCESS_NOTICES``).
+        notices: Where declines and once-per-file warnings are remembered, shared by the
+            readers of one opener (None = this reader's own).
 
     Raises:
         VideoDecodeError: See ``probe_video``.

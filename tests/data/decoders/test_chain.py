@@ -13,7 +13,6 @@ from helpers.video_fixtures import frame_ids, make_known_video
 
 from dsm_lightning.data import torchcodec_backend
 from dsm_lightning.data.decoders import (
-    PROCESS_NOTICES,
     Declined,
     DecodeNotices,
     DecoderChain,
@@ -93,7 +92,16 @@ def test_notices_are_per_object_and_per_file(caplog):
     assert len(_warnings(caplog)) == 4  # the second notices and the other file say it again
     assert first.declined("A", "clip.mp4") and first.declined("A", "other.mp4")
     assert second.declined("B", "clip.mp4") and not second.declined("A", "other.mp4")
-    assert not PROCESS_NOTICES.declined("A", "clip.mp4")
+    import pickle
+
+    from dsm_lightning.data import decoders
+    from dsm_lightning.data.datasets import VideoOpener
+
+    assert not hasattr(decoders, "PROCESS_NOTICES")  # no process-wide notices
+    copy = pickle.loads(pickle.dumps(first))  # an opener's notices go to its workers
+    assert copy.declined("A", "clip.mp4") and copy is not first
+    opener = pickle.loads(pickle.dumps(VideoOpener()))
+    assert isinstance(opener.notices, DecodeNotices)
 
 
 def test_unusable_timestamps_mark_the_index_and_go_sequential(caplog):

@@ -16,7 +16,6 @@ from dsm_lightning.data.decoders.base import (
 )
 from dsm_lightning.data.decoders.chain import (
     DECODERS,
-    PROCESS_NOTICES,
     DecodeNotices,
     DecoderChain,
     check_decoder,
@@ -27,7 +26,7 @@ from dsm_lightning.data.decoders.pyav_file import PyAVDecoder, open_container
 from dsm_lightning.data.decoders.pyav_sequential import PyAVSequentialDecoder
 
 __all__ = [
-    "DECODERS", "PROCESS_NOTICES", "Declined", "DecodeNotices", "DecoderChain", "EncodedVideo",
+    "DECODERS", "Declined", "DecodeNotices", "DecoderChain", "EncodedVideo",
     "FrameDecoder", "Geometry", "PyAVDecoder", "PyAVExactDecoder", "PyAVSequentialDecoder",
     "VideoDecodeError", "check_decoder", "create_decoders", "open_container", "resized_size",
 ]

@@ -4,9 +4,9 @@
 torchcodec first. A decoder that declines a file (``Declined``) is not asked again for it
 in this process (said once per file); when a decoder finds that the file's timestamps are
 unusable, the file's index is marked (and cached) and the file is decoded sequentially
-from its start (said once per file). What a process has learned this way lives in a
-``DecodeNotices`` object: readers share the process's ``PROCESS_NOTICES`` unless given
-their own.
+from its start (said once per file). What has been learned this way lives in a
+``DecodeNotices`` object owned by whoever opens the files (a dataset's opener, one copy per
+worker process): no module-level state.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Hashable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -90,6 +91,14 @@ class DecodeNotices:
         self._said: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Picklable (a dataset's opener goes to its worker processes): the lock is made
+        anew there and the logger is found again by name."""
+        return {**self.__dict__, "_lock": None, "_log": self._log.name}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _lock=threading.Lock(), _log=logging.getLogger(state["_log"]))
+
     def declined(self, decoder: str, file: Hashable) -> bool:
         """True when decoder ``decoder`` (its name) declined ``file`` before."""
         with self._lock:
@@ -114,17 +123,13 @@ class DecodeNotices:
         return True
 
 
-#: The notices of this process, shared by the readers that are given none.
-PROCESS_NOTICES = DecodeNotices()
-
-
 class DecoderChain:
     """The decoders of one file, asked in order until one delivers (see the module).
 
     Args:
         decoders: The file's decoders in the order they are asked, all over the same video
             and index (the last should never decline: ``PyAVSequentialDecoder``).
-        notices: Where declines and warnings are remembered (None = ``PROCESS_NOTICES``).
+        notices: Where declines and warnings are remembered (None = this chain's own).
         file_id: The file's identity in ``notices`` (e.g. ``frame_index.file_key``: a
             changed file is tried afresh); None uses its path.
         store_index: Called with the marked index when the file's timestamps turn out
@@ -146,7 +151,7 @@ class DecoderChain:
         self.decoders = list(decoders)
         self.index = self.decoders[0].index
         self.path = self.decoders[0].path
-        self.notices = notices if notices is not None else PROCESS_NOTICES
+        self.notices = notices if notices is not None else DecodeNotices()
         self.file_id = file_id if file_id is not None else self.path
         self._store_index = store_index
 
