@@ -71,6 +71,10 @@ def run_report(results: Mapping[str, Mapping[str, float]], chance: float, legend
     if notes.get("backgrounds"):
         lines.append(f"Synthesized tests: split `{notes['synthesized_split']}`, backgrounds "
                      f"{', '.join(notes['backgrounds'])}, masks {notes['masks']}.")
+    if notes.get("examples"):
+        lines += ["", "What was tested (rows: swap, static copy, conflict; columns: frames):", ""]
+        lines += [f"![{Path(path).stem}]({path})" for path in notes["examples"]]
+        lines.append("")
     if notes.get("mask_iou") is not None:
         lines.append(f"Foreground estimate (FAME motion saliency) vs the source's true masks: "
                      f"mean IoU {notes['mask_iou']:.3f}.")

@@ -21,7 +21,10 @@ from dsm_lightning.evaluation.synthesized import (
 )
 from dsm_lightning.study.encoders import renormalize
 
-__all__ = ["score_encoders", "synthesized_splits", "true_masks"]
+__all__ = ["save_examples", "score_encoders", "synthesized_splits", "true_masks"]
+
+#: Videos of each background kind drawn in the report's example figures.
+EXAMPLES = 2
 
 
 def true_masks(datamodule: Any, split: str, n_clips: int) -> Callable[[Tensor], Tensor] | None:
@@ -81,6 +84,29 @@ def synthesized_splits(
     return out
 
 
+def save_examples(synthesized: Mapping[str, SynthesizedSplit], out: Path,
+                  videos: int = EXAMPLES) -> list[str]:
+    """A PNG per background kind showing what was tested: for the first ``videos`` videos,
+    rows swap / static / conflict (first window), columns evenly spaced frames.
+
+    Returns:
+        The files written (relative to ``out``'s parent, for the report's links).
+    """
+    from dsm_lightning.callbacks.media import save_labelled_png
+
+    written = []
+    for kind, split in synthesized.items():
+        for number in range(min(videos, len(split.labels))):
+            rows = [(f"{test} (class {int(split.labels[number])}"
+                     + (f", still {int(split.still_labels[number])})" if test == "conflict"
+                        else ")"), clips[number:number + 1, 0].float() / 255.0)
+                    for test, clips in split.clips.items()]
+            path = save_labelled_png(out / f"examples_{kind}_{number}.png", rows,
+                                     mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+            written.append(str(path.relative_to(out.parent)))
+    return written
+
+
 def score_encoders(
     datamodule: Any,
     scored: Mapping[str, tuple[nn.Module, Mapping[str, Any]]],
@@ -123,7 +149,8 @@ def score_encoders(
                                          out / "out_of_context", progress)
         ious = [s.mask_iou for s in synthesized.values() if s.mask_iou is not None]
         notes = {"synthesized_split": split, "backgrounds": list(synthesized),
-                 "masks": tests.masks, "mask_iou": ious[0] if ious else None}
+                 "masks": tests.masks, "mask_iou": ious[0] if ious else None,
+                 "examples": save_examples(synthesized, out / "out_of_context")}
     stats = (datamodule.clip_spec.mean, datamodule.clip_spec.std)
     results = {}
     for name, (encoder, meta) in scored.items():
