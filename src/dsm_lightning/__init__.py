@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from dsm_lightning._lazy import lazy_getattr
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
