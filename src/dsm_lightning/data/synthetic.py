@@ -232,7 +232,9 @@ def write_video(path: str, frames: np.ndarray, fps: int = 25) -> None:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height = frames.shape[2], frames.shape[1]
         stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": "10", "preset": "veryfast", "threads": "1"}
+        # mbtree=0: x264's macroblock-tree rate control gave other bytes for the same frames
+        # from one process to the next; without it the encoding is byte-identical
+        stream.options = {"crf": "10", "preset": "veryfast", "threads": "1", "x264-params": "mbtree=0"}
         for array in frames:
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(array), format="rgb24")
             for packet in stream.encode(frame):

@@ -253,7 +253,7 @@ def extract_features(
         batches: an iterable of batch dicts with ``video``, ``label`` and (optionally)
             ``index`` (e.g. a DataLoader).
         batch_transform: applied to each batch after moving it to ``device``, e.g.
-            ``lambda b: datamodule.on_after_batch_transfer(b, 0)`` to turn uint8 clips into
+            ``lambda b: datamodule.views(b, "eval")`` to turn uint8 clips into
             normalised float crops. ``None`` expects float clips already.
         device: where to run; defaults to the encoder's device.
         reduction: view reduction (see :func:`pool_view_features`).

@@ -141,8 +141,8 @@ def study_features(
         batches_of: split name -> batches with ``video`` (raw, e.g. uint8), ``label``,
             ``index`` (e.g. ``lambda s: datamodule.clip_dataloader(s, n_clips=2)``).
         splits: which splits to read.
-        batch_transform: turns a raw batch into normalised clips (e.g. the DataModule's
-            ``on_after_batch_transfer``); static clips are made before it.
+        batch_transform: turns a raw batch into normalised clips (e.g.
+            ``lambda b: datamodule.views(b, "eval")``); static clips are made before it.
         progress: show progress per split.
 
     Returns:
