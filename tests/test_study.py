@@ -459,3 +459,32 @@ def test_dsm_study_on_a_ucf101_tree_with_only_train_and_test_lists(tmp_path, cac
         assert label in table, label
     assert report["notes"]["mask_iou"] is None  # UCF101 knows no masks
     assert (tmp_path / "out" / "scene_bias_mine.png").is_file()
+
+
+def test_the_configuration_in_docs_study_md_parses_and_its_methods_build(tmp_path):
+    """docs/study.md's configuration: `dsm study`'s parser accepts it, its splits and
+    out-of-context settings build, and each method merges into a `dsm fit` configuration."""
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    from dsm_lightning.cli_parser import parse_config
+    from dsm_lightning.evaluation.synthesized import OutOfContextTests
+    from dsm_lightning.study import study_parser
+    from dsm_lightning.study.runs import fit_config
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "study.md").read_text()
+    (block,) = re.findall(r"## The configuration.*?```yaml\n(.*?)```", text, re.S)
+    path = tmp_path / "my_study.yaml"
+    path.write_text(block)
+    cfg = study_parser().parse_args(["--config", str(path)]).as_dict()
+    assert cfg["splits"]["balanced_train"] is None and cfg["n_clips"] == 2
+    StudySplits(**cfg["splits"])
+    assert OutOfContextTests(**cfg["out_of_context"]).backgrounds == ("other_class", "stripes")
+    section = yaml.safe_load(block)
+    for name, method in section["methods"].items():
+        merged = fit_config(0, section["trainer"], section["data"], method, tmp_path, name)
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(merged))
+        parsed = parse_config(["--config", str(tmp_path / f"{name}.yaml")])  # dsm fit's check
+        assert parsed.model.class_path.endswith(method["model"]["class_path"])
