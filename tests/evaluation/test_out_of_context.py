@@ -23,6 +23,7 @@ from dsm_lightning.evaluation.out_of_context import (
     static_copy,
     swap_background,
     synthesize,
+    synthesize_tests,
 )
 
 B, C, T, H, W = 6, 3, 8, 16, 16
@@ -101,6 +102,22 @@ def test_static_variant_is_the_swap_clip_frozen(background):
     static = synthesize(f"static_{background}", clips, LABELS, masks, gen()).clips
     assert (static == swap[:, :, T // 2: T // 2 + 1]).all()
     assert (static.diff(dim=2) == 0).all()
+
+
+@pytest.mark.parametrize("background", BACKGROUNDS)
+def test_the_three_tests_from_one_draw_equal_each_variant_drawn_alone(background):
+    """synthesize_tests builds the swap once; every test equals synthesize of its variant
+    from the same generator state (the cached study clips depend on it)."""
+    clips, masks = batch()
+    made = synthesize_tests(background, clips, LABELS, masks, gen(3))
+    assert set(made) == set(TESTS)
+    for test in TESTS:
+        alone = synthesize(f"{test}_{background}", clips, LABELS, masks, gen(3))
+        for field, value in alone._asdict().items():
+            assert torch.equal(getattr(made[test], field), value), (test, field)
+    assert (made["conflict"].still_labels != LABELS).all()
+    with pytest.raises(ValueError, match="test"):
+        synthesize_tests(background, clips, LABELS, masks, gen(), ("swap", "moving"))
 
 
 @pytest.mark.parametrize("per_frame", [True, False])

@@ -139,7 +139,7 @@ def test_retrieval_configs_follow_the_protocol(parser, name: str):
     assert (cfg.data.init_args.task, cfg.data.init_args.split) == ("retrieval", 1)
 
 
-def test_study_config_pretrains_each_method_as_a_valid_fit_config(parser):
+def test_study_config_pretrains_each_method_as_a_valid_fit_config(parser, tmp_path):
     """Every method of study_synthetic.yaml (make demo) merges into a `dsm fit` config that
     the real parser accepts; the methods share backbone, optimiser, data and epochs."""
     import yaml
@@ -153,7 +153,7 @@ def test_study_config_pretrains_each_method_as_a_valid_fit_config(parser):
     classes = {}
     for name, method in study.methods.items():
         config = _fit_config(study.seed_everything, study.trainer, study.data, method,
-                             Path("/tmp/out"), name)
+                             tmp_path, name)
         cfg = parser.parse_object(yaml.safe_load(yaml.safe_dump(config)))
         model = cfg.model.init_args
         classes[name] = cfg.model.class_path
@@ -173,7 +173,7 @@ def test_study_config_pretrains_each_method_as_a_valid_fit_config(parser):
 
 
 @pytest.mark.parametrize("name", ["synthetic_dsm_intra", "demo_dsm_wandb"])
-def test_single_fit_configs_equal_the_study_method(parser, name: str):
+def test_single_fit_configs_equal_the_study_method(parser, name: str, tmp_path):
     """The one-method `dsm fit` configs pretrain exactly as the study's dsm_intra does."""
     import yaml
 
@@ -182,7 +182,7 @@ def test_single_fit_configs_equal_the_study_method(parser, name: str):
 
     study = study_parser().parse_args(["--config", str(CONFIG_DIR / "study_synthetic.yaml")])
     merged = _fit_config(study.seed_everything, study.trainer, study.data,
-                         study.methods["dsm_intra"], Path("/tmp/out"), "dsm_intra")
+                         study.methods["dsm_intra"], tmp_path, "dsm_intra")
     expected = parser.parse_object(yaml.safe_load(yaml.safe_dump(merged)))
     cfg = _parse(parser, CONFIG_DIR / f"{name}.yaml")
     assert cfg.model == expected.model

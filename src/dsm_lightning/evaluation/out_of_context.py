@@ -54,6 +54,7 @@ __all__ = [
     "conflict_scores", "draw_other_class", "estimate_foreground", "foreground_iou",
     "insert_static_foreground", "make_backgrounds", "other_class_backgrounds",
     "procedural_backgrounds", "static_copy", "swap_background", "synthesize",
+    "synthesize_tests",
 ]
 
 #: Background makers, by name.
@@ -340,30 +341,58 @@ def synthesize(
             class in the batch (``other_class`` and ``conflict``).
     """
     check_choice("variant", variant, VARIANTS)
+    test, background = variant.split("_", 1)
+    return synthesize_tests(background, clips, labels, masks, generator, (test,))[test]
+
+
+def synthesize_tests(
+    background: str, clips: Tensor, labels: Tensor, masks: Tensor | None,
+    generator: torch.Generator, tests: tuple[str, ...] = TESTS,
+) -> dict[str, OutOfContextBatch]:
+    """Several tests (``TESTS``) of one background on a single draw: the swap clip is built
+    once, ``static`` and ``conflict`` are made from it; each equals ``synthesize`` of its
+    variant from the same generator state (same draw order).
+
+    Returns:
+        ``{test: OutOfContextBatch}`` for each of ``tests``.
+
+    Raises:
+        ValueError: as ``synthesize``.
+    """
+    check_choice("background", background, BACKGROUNDS)
+    for test in tests:
+        check_choice("test", test, TESTS)
     _check_clips(clips)
     check_int("batch size", clips.shape[0])
-    test, background = variant.split("_", 1)
     labels = labels.to(clips.device).long()
     if labels.shape != (clips.shape[0],):
         raise ValueError(f"labels must be (B,) = ({clips.shape[0]},), got {tuple(labels.shape)}")
     if masks is None:
         masks = estimate_foreground(clips)
     images, background_index = make_backgrounds(background, clips, labels, masks, generator)
-    out = swap_background(clips, masks, images)
+    swap = swap_background(clips, masks, images)
     none = torch.full_like(labels, -1)
     background_labels = torch.where(background_index >= 0, labels[background_index.clamp_min(0)],
                                     none)
-    still_index = none
-    if test == "static":
-        out = static_copy(out, clips.shape[2] // 2)
-    elif test == "conflict":
-        still_index = draw_other_class(labels, generator)
-        frame, frame_mask = middle_frame(clips, check_masks(masks, clips))
-        out = insert_static_foreground(out, frame[still_index], frame_mask[still_index, 0],
-                                       keep_masks=masks)
-    still_labels = torch.where(still_index >= 0, labels[still_index.clamp_min(0)], none)
-    return OutOfContextBatch(out, labels, background_labels, still_labels, background_index,
-                             still_index)
+
+    def batch(out: Tensor, still_index: Tensor) -> OutOfContextBatch:
+        still_labels = torch.where(still_index >= 0, labels[still_index.clamp_min(0)], none)
+        return OutOfContextBatch(out, labels, background_labels, still_labels,
+                                 background_index, still_index)
+
+    made = {}
+    for test in tests:
+        if test == "swap":
+            made[test] = batch(swap, none)
+        elif test == "static":
+            made[test] = batch(static_copy(swap, clips.shape[2] // 2), none)
+        else:  # conflict: the only test that draws again (after the background)
+            still_index = draw_other_class(labels, generator)
+            frame, frame_mask = middle_frame(clips, check_masks(masks, clips))
+            made[test] = batch(insert_static_foreground(swap, frame[still_index],
+                                                        frame_mask[still_index, 0],
+                                                        keep_masks=masks), still_index)
+    return made
 
 
 def conflict_scores(scores: Tensor, labels: Tensor, still_labels: Tensor) -> dict[str, float]:

@@ -2,11 +2,12 @@
 
 For one split, one background kind (``out_of_context.BACKGROUNDS``) and one seed, every
 video's evaluation windows are turned into three clips of the same shape
-(``out_of_context.synthesize``): ``swap`` (its moving foreground on the new background),
+(``out_of_context.synthesize_tests``, one background draw for the three): ``swap`` (its
+moving foreground on the new background),
 ``static`` (the swap clip's middle frame repeated) and ``conflict`` (a still foreground of a
 video of another class inserted into the swap clip). Videos are synthesized ``chunk`` at a
 time in a seeded shuffled order, so that the donors of backgrounds and still foregrounds
-come from other classes; the three tests of a chunk share one generator state, so the
+come from other classes; the three tests of a chunk are made from one swap clip, so the
 static clip is the swap clip's frame and the conflict clip holds the swap clip's
 background. The result is cached as uint8 tensors, one file per (split, background, seed),
 and read back by every encoder of the study.
@@ -39,7 +40,7 @@ from dsm_lightning.evaluation.out_of_context import (
     TESTS,
     estimate_foreground,
     foreground_iou,
-    synthesize,
+    synthesize_tests,
 )
 
 __all__ = ["MASK_SOURCES", "OutOfContextTests", "SynthesizedSplit", "synthesize_split"]
@@ -209,12 +210,12 @@ def synthesize_split(
             if truth is not None:
                 ious.append(foreground_iou(estimate, truth[:, view]).cpu())
             masks = truth[:, view] if tests.masks == "source" else estimate
+            generator = torch.Generator().manual_seed(seed * 1_000_003 + number)
+            made = synthesize_tests(background, clips, label, masks, generator)
             for test in TESTS:
-                generator = torch.Generator().manual_seed(seed * 1_000_003 + number)
-                out = synthesize(f"{test}_{background}", clips, label, masks, generator)
-                views[test].append(_to_uint8(out.clips).cpu())
-                if test == "conflict" and view == 0:
-                    still.append(out.still_labels.cpu())
+                views[test].append(_to_uint8(made[test].clips).cpu())
+            if view == 0:
+                still.append(made["conflict"].still_labels.cpu())
         for test in TESTS:
             parts[test].append(torch.stack(views[test], dim=1))
         labels.append(chunk["label"].long())
